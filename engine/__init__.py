@@ -1,0 +1,57 @@
+"""policy-engine: per-schema, per-track JSON Schema enforcement with canaries and ramps.
+
+Everything a user needs is exported here; the CLI is ``policy-engine`` (``python -m engine``).
+"""
+
+from engine.decision import Action, Decision, Explanation, Mode, RuleRef, Violation
+from engine.engine import PolicyEngine, raise_for_rejection
+from engine.errors import (
+    ConfigError,
+    EngineError,
+    InvalidSchemaError,
+    PolicyError,
+    PolicyLoadError,
+    Problem,
+    RegistryError,
+    RegistryUnavailableError,
+    SchemaNotFoundError,
+    SchemaValidationError,
+)
+from engine.hooks import DecisionObserver, ModeAdjuster
+from engine.policy.bucket import bucket_for
+from engine.policy.load import PolicySet, load_policy_set
+from engine.settings import Settings
+from engine.sources import SchemaDocument, SchemaSource
+from engine.sources.embedded import DirectorySchemaSource
+
+__all__ = [
+    "Action",
+    "ConfigError",
+    "Decision",
+    "DecisionObserver",
+    "DirectorySchemaSource",
+    "EngineError",
+    "Explanation",
+    "InvalidSchemaError",
+    "Mode",
+    "ModeAdjuster",
+    "PolicyEngine",
+    "PolicyError",
+    "PolicyLoadError",
+    "PolicySet",
+    "Problem",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "RuleRef",
+    "SchemaDocument",
+    "SchemaNotFoundError",
+    "SchemaSource",
+    "SchemaValidationError",
+    "Settings",
+    "Violation",
+    "bucket_for",
+    "load_policy_set",
+    "raise_for_rejection",
+]
+
+__version__ = "0.1.0"

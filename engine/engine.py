@@ -1,0 +1,522 @@
+"""``PolicyEngine``: resolves every payload to off, warn or strict and validates it (SPEC §3-§5).
+
+Per payload the work is: one read of the current policy state, a dict lookup for the
+precomputed route of (schema, track), the key and its murmur3 bucket when the canary needs it,
+and one validator call. Everything else (rule inheritance, glob matching, validator compilation)
+happens once per policy set or schema version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from engine.decision import Action, Decision, Explanation, KeySource, Mode, Violation
+from engine.errors import ConfigError, RegistryError, SchemaValidationError
+from engine.hooks import DecisionObserver, ModeAdjuster
+from engine.policy.bucket import bucket_for, canary_threshold, canonical_json, payload_hash_key
+from engine.policy.load import EMPTY_POLICY_SET, PolicySet, load_policy_set
+from engine.policy.resolve import EffectiveRule, rule_for
+from engine.schemas import SchemaCache, SchemaSlot
+from engine.settings import Settings
+from engine.sources import SchemaSource
+from engine.sources.embedded import DirectorySchemaSource
+
+log = logging.getLogger("engine")
+logging.getLogger("engine").addHandler(logging.NullHandler())  # the application decides
+decision_log = logging.getLogger("engine.decisions")
+
+#: Routes cached per policy set; names past this (invented by a bad producer) are resolved
+#: on every payload instead of growing memory.
+MAX_ROUTES = 10_000
+#: A warn-mode failure is logged at most once per this many seconds per (schema, track); the
+#: next log line says how many were suppressed in between.
+FAILURE_LOG_INTERVAL = 10.0
+
+PolicyPaths = str | PathLike[str] | Sequence[str | PathLike[str]]
+
+
+class _Route:
+    """One (schema, track) under one policy set: its rule and its schema slot, precomputed."""
+
+    __slots__ = ("fixed_mode", "rule", "salt_prefix", "slot", "threshold")
+
+    def __init__(self, rule: EffectiveRule, slot: SchemaSlot) -> None:
+        self.rule = rule
+        self.slot = slot
+        self.salt_prefix = rule.salt_prefix
+        self.fixed_mode = rule.fixed_mode()
+        self.threshold = -1 if rule.ramp_times else canary_threshold(rule.canary)
+
+
+class _PolicyState:
+    """A policy set and the routes resolved from it; swapped whole on reload."""
+
+    __slots__ = ("checksum", "policy_set", "routes", "warned_ties")
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self.checksum = policy_set.checksum
+        self.routes: dict[tuple[str, str], _Route] = {}
+        self.warned_ties: set[str] = set()
+
+
+def _dig(payload: Any, path: tuple[str, ...]) -> str | None:
+    """The key at ``path`` in the payload as a string, or ``None`` if absent or null."""
+    value = payload
+    for part in path:
+        if value.__class__ is not dict:
+            return None
+        value = value.get(part)
+        if value is None:
+            return None
+    if value.__class__ is str:
+        return value  # type: ignore[no-any-return]
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+class PolicyEngine:
+    """Decides, per payload, off / warn / strict from the policy files, and validates.
+
+    >>> eng = PolicyEngine(policies="policies", registry="schemas")    # doctest: +SKIP
+    >>> d = eng.evaluate("telemetry.FeedbackEvent", {"producer_id": "p-1"}, key="p-1")
+    >>> d.mode, d.action                                                 # doctest: +SKIP
+    (<Mode.WARN: 'warn'>, <Action.LOGGED: 'logged'>)
+
+    ``evaluate`` never raises for a bad payload; ``enforce`` raises ``SchemaValidationError`` when
+    strict mode rejects. The engine is thread-safe: every evaluation sees exactly one policy set.
+    """
+
+    def __init__(
+        self,
+        policies: PolicyPaths | PolicySet | None = None,
+        registry: str | PathLike[str] | SchemaSource | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+        hooks: Sequence[object] = (),
+    ) -> None:
+        self.settings = settings or Settings()
+        self._clock = clock
+        self._adjusters: tuple[ModeAdjuster, ...] = tuple(
+            h for h in hooks if isinstance(h, ModeAdjuster)
+        )
+        self._observers: tuple[DecisionObserver, ...] = tuple(
+            h for h in hooks if isinstance(h, DecisionObserver)
+        )
+        unknown = [h for h in hooks if h not in self._adjusters and h not in self._observers]
+        if unknown:
+            raise ConfigError(
+                f"hook {unknown[0]!r} has neither adjust_mode() nor after_evaluation()"
+            )
+        self._force = self.settings.force_mode
+        self._force_note = f"capped by POLICY_FORCE_MODE={self._force}" if self._force else ""
+        if not self.settings.registry_enabled:
+            self._force, self._force_note = Mode.OFF, "REGISTRY_ENABLED=false: not validated"
+        self.source = _make_source(registry if registry is not None else self.settings.registry_url)
+        self._schemas = SchemaCache(
+            self.source,
+            backend=self.settings.validator_backend,
+            ttl=self.settings.registry_cache_ttl,
+            prefer_track=self.settings.prefer_track,
+            fallback_track=self.settings.fallback_track,
+            clock=clock,
+        )
+        self._failure_log: dict[tuple[str, str], list[float]] = {}
+        self._reload_lock = threading.Lock()
+        if isinstance(policies, PolicySet):
+            self._paths: tuple[str, ...] = ()
+            self._state = _PolicyState(policies)
+        else:
+            if policies is None:
+                self._paths = self.settings.policy_paths
+                self._missing_ok = not self.settings.policy_paths_explicit
+            else:
+                items = [policies] if isinstance(policies, str | PathLike) else list(policies)
+                self._paths = tuple(str(p) for p in items)
+                self._missing_ok = False
+            self._state = _PolicyState(EMPTY_POLICY_SET)
+            self.reload()
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> PolicyEngine:
+        """An engine configured from SPEC §7's environment variables."""
+        return cls(settings=Settings.from_env(environ), **kwargs)
+
+    # ------------------------------------------------------------------ policy set
+
+    @property
+    def policy_set(self) -> PolicySet:
+        """The policy set in force."""
+        return self._state.policy_set
+
+    @property
+    def checksum(self) -> str:
+        """The checksum (version) of the policy set in force."""
+        return self._state.checksum
+
+    def reload(self) -> bool:
+        """Load the policy files again and swap them in whole; ``True`` if anything changed.
+
+        On any error raises ``PolicyLoadError`` and the policy set in force keeps serving.
+        """
+        if not self._paths:
+            return False
+        with self._reload_lock:
+            policy_set = load_policy_set(
+                self._paths,
+                default_mode=self.settings.enforcement,
+                known_schemas=self._known_schema_names(),
+                missing_ok=self._missing_ok,
+            )
+            if policy_set.checksum == self._state.checksum and self._state.policy_set.files:
+                return False
+            for warning in policy_set.warnings:
+                log.warning("policy: %s", warning)
+            self._state = _PolicyState(policy_set)  # one attribute write: the atomic swap
+            log.info(
+                "policy set %s loaded from %d file(s)", policy_set.checksum, len(policy_set.files)
+            )
+            return True
+
+    def _known_schema_names(self) -> list[str]:
+        try:
+            return list(self.source.known_schemas())
+        except RegistryError as exc:
+            log.warning("cannot list the registry's schemas for the glob check: %s", exc)
+            return []
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(
+        self, schema: str, payload: Any, key: Any = None, track: str | None = None
+    ) -> Decision:
+        """Resolve the mode of ``payload`` and validate it; never raises for a bad payload."""
+        observers = self._observers
+        started = time.perf_counter() if observers else 0.0
+        now = self._clock()
+        state = self._state
+        if track is None:
+            track = self._schemas.choose_track(schema, now)
+        route = state.routes.get((schema, track))
+        if route is None:
+            route = self._route(state, schema, track)
+        rule = route.rule
+
+        key_source: KeySource
+        if key is not None:
+            key_source = "argument"
+            if key.__class__ is not str:
+                key = _key_text(key)
+        elif rule.key_path is not None:
+            key = _dig(payload, rule.key_path)
+            key_source = "hash" if key is None else "payload"
+        else:
+            key_source = "hash"
+
+        bucket = -1
+        mode = route.fixed_mode
+        threshold = route.threshold
+        if threshold < 0:  # a ramp: the canary depends on the time
+            canary = rule.canary_at(now)
+            threshold = canary_threshold(canary)
+            if mode is None and (threshold >= 10_000 or threshold <= 0):
+                mode = rule.mode if threshold > 0 else rule.baseline
+        else:
+            canary = rule.canary
+        if mode is None:
+            if key is None:
+                key = payload_hash_key(payload)
+            bucket = bucket_for(route.salt_prefix, key)
+            mode = rule.mode if bucket < threshold else rule.baseline
+
+        note = ""
+        if self._adjusters:
+            mode, note = self._adjust(rule, mode, now)
+        force = self._force
+        if force is not None and mode.rank > force.rank:
+            mode, note = force, self._force_note
+
+        if mode is Mode.OFF:
+            valid: bool | None = None
+            action = Action.SKIPPED
+            violations: tuple[Violation, ...] = ()
+        else:
+            slot = route.slot
+            if now >= slot.expires:
+                self._schemas.refresh(slot, now)
+            compiled = slot.compiled
+            if compiled is None:
+                valid, action, violations, note = self._no_schema(rule, mode, slot, note)
+            else:
+                violations = compiled.check(payload)
+                if violations:
+                    valid = False
+                    action = Action.REJECTED if mode is Mode.STRICT else Action.LOGGED
+                else:
+                    valid = True
+                    action = Action.ACCEPTED
+
+        decision = Decision(
+            schema,
+            track,
+            mode,
+            valid,
+            action,
+            violations,
+            rule.ref,
+            canary,
+            key_source,
+            state.checksum,
+            bucket,
+            route.salt_prefix,
+            key,
+            payload,
+            note,
+        )
+        if valid is False:
+            self._log_failure(decision, now)
+        if observers:
+            self._observe(decision, time.perf_counter() - started)
+        return decision
+
+    def enforce(
+        self, schema: str, payload: Any, key: Any = None, track: str | None = None
+    ) -> Decision:
+        """``evaluate``, then raise ``SchemaValidationError`` if the payload was rejected."""
+        decision = self.evaluate(schema, payload, key=key, track=track)
+        raise_for_rejection(decision)
+        return decision
+
+    async def aevaluate(
+        self, schema: str, payload: Any, key: Any = None, track: str | None = None
+    ) -> Decision:
+        """``evaluate`` for asyncio: registry I/O runs off the event loop."""
+        if self._schemas.needs_fetch(schema, track, self._clock()):
+            await asyncio.to_thread(self._schemas.prepare, schema, track, self._clock())
+        return self.evaluate(schema, payload, key=key, track=track)
+
+    async def aenforce(
+        self, schema: str, payload: Any, key: Any = None, track: str | None = None
+    ) -> Decision:
+        """``enforce`` for asyncio."""
+        decision = await self.aevaluate(schema, payload, key=key, track=track)
+        raise_for_rejection(decision)
+        return decision
+
+    def explain(
+        self,
+        schema: str,
+        track: str | None = None,
+        key: Any = None,
+        at: float | None = None,
+    ) -> Explanation:
+        """Which rule governs ``schema``/``track``, the canary in force ``at``, and a key's fate.
+
+        ``at`` is epoch seconds (default: now). Without ``key`` there is no bucket; ``mode`` is
+        then the rule's mode (what keys inside the canary get).
+        """
+        now = self._clock() if at is None else at
+        if track is None:
+            track = self._schemas.choose_track(schema, now)
+        route = self._route(self._state, schema, track)
+        rule = route.rule
+        canary = rule.canary_at(now)
+        threshold = canary_threshold(canary)
+        parts = []
+        if rule.ref is None:
+            parts.append(
+                f"no policy rule matches {schema}; the global default "
+                f"REGISTRY_ENFORCEMENT={self.settings.enforcement} applies to every key"
+            )
+        else:
+            parts.append(f"rule {rule.ref.pattern} at {rule.ref.file}:{rule.ref.line}")
+            if rule.ramp_times:
+                parts.append(f"ramp step in force gives canary {canary:g}%")
+            else:
+                parts.append(f"canary {canary:g}%")
+            parts.append(f"mode {rule.mode} inside the canary, baseline {rule.baseline} outside")
+        bucket: int | None = None
+        in_canary: bool | None = None
+        if key is not None:
+            key_text = key if isinstance(key, str) else _key_text(key)
+            bucket = bucket_for(route.salt_prefix, key_text)
+            in_canary = bucket < threshold
+            mode = rule.mode if in_canary else rule.baseline
+            parts.append(
+                f"key {key_text!r} has bucket {bucket} (salt {rule.salt!r}), "
+                f"{'inside' if in_canary else 'outside'} the first {threshold} buckets"
+            )
+        else:
+            mode = route.fixed_mode or rule.mode
+        for adjuster in self._adjusters:
+            adjusted = adjuster.adjust_mode(rule, mode, now)
+            if adjusted is not None:
+                mode = adjusted[0]
+                parts.append(adjusted[1])
+        if self._force is not None and mode.rank > self._force.rank:
+            mode = self._force
+            parts.append(self._force_note)
+        parts.append(f"-> {mode}")
+        return Explanation(
+            schema=schema,
+            track=track,
+            mode=mode,
+            baseline=rule.baseline,
+            canary=canary,
+            bucket=bucket,
+            in_canary=in_canary,
+            rule=rule.ref,
+            reason="; ".join(parts),
+            at=now,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _route(self, state: _PolicyState, schema: str, track: str) -> _Route:
+        rule, rival = rule_for(state.policy_set, schema, track, self.settings.enforcement)
+        if rival is not None and schema not in state.warned_ties and rule.ref is not None:
+            state.warned_ties.add(schema)
+            log.warning(
+                "schema %s matches the equally specific globs %r and %r (%s); using %r",
+                schema,
+                rule.ref.pattern,
+                rival.pattern,
+                rival.where,
+                rule.ref.pattern,
+            )
+        route = _Route(rule, self._schemas.slot(schema, track))
+        if len(state.routes) < MAX_ROUTES:
+            state.routes[(schema, track)] = route
+        return route
+
+    def _adjust(self, rule: EffectiveRule, mode: Mode, now: float) -> tuple[Mode, str]:
+        note = ""
+        for adjuster in self._adjusters:
+            try:
+                adjusted = adjuster.adjust_mode(rule, mode, now)
+            except Exception:
+                log.exception("hook %r failed in adjust_mode; ignored", adjuster)
+                continue
+            if adjusted is not None:
+                mode, note = adjusted
+        return mode, note
+
+    def _observe(self, decision: Decision, seconds: float) -> None:
+        for observer in self._observers:
+            try:
+                observer.after_evaluation(decision, seconds)
+            except Exception:
+                log.exception("hook %r failed in after_evaluation; ignored", observer)
+
+    def _no_schema(
+        self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str
+    ) -> tuple[bool | None, Action, tuple[Violation, ...], str]:
+        """SPEC §4: no usable schema, so ``on_registry_error`` decides."""
+        error = slot.error
+        why = str(error) if error is not None else "schema not fetched"
+        if rule.on_registry_error == "reject" and mode is Mode.STRICT:
+            violation = Violation("", "registry", f"no usable schema: {why}")
+            return None, Action.REJECTED, (violation,), f"no usable schema ({why}); rejected"
+        extra = f"no usable schema ({why}); skipped"
+        return None, Action.SKIPPED, (), f"{note}; {extra}" if note else extra
+
+    def _log_failure(self, decision: Decision, now: float) -> None:
+        # Rate-limited per (schema, track): a bad producer cannot flood the logs.
+        pair = (decision.schema, decision.track)
+        entry = self._failure_log.get(pair)
+        if entry is None:
+            if len(self._failure_log) >= MAX_ROUTES:
+                return
+            entry = self._failure_log.setdefault(pair, [float("-inf"), 0.0])
+        if now - entry[0] < FAILURE_LOG_INTERVAL:
+            entry[1] += 1
+            return
+        suppressed = int(entry[1])
+        entry[0], entry[1] = now, 0.0
+        first = decision.violations[0] if decision.violations else None
+        level = logging.ERROR if decision.action is Action.REJECTED else logging.WARNING
+        decision_log.log(
+            level,
+            "%s %s %s: %d violation(s), first %s %s%s",
+            decision.schema,
+            decision.track,
+            decision.action,
+            len(decision.violations),
+            first.path if first else "",
+            first.keyword if first else "",
+            f" ({suppressed} similar suppressed)" if suppressed else "",
+            extra={
+                "schema": decision.schema,
+                "track": decision.track,
+                "mode": decision.mode.value,
+                "action": decision.action.value,
+                "rule": str(decision.rule) if decision.rule else None,
+                "checksum": decision.policy_checksum,
+                "violation_count": len(decision.violations),
+                "suppressed": suppressed,
+            },
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release the schema source."""
+        self.source.close()
+
+    def __enter__(self) -> PolicyEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PolicyEngine(policy_set={self.checksum}, files={len(self.policy_set.files)}, "
+            f"registry={self.source.description!r})"
+        )
+
+
+def raise_for_rejection(decision: Decision) -> None:
+    """Raise ``SchemaValidationError`` if ``decision`` is a rejection; otherwise do nothing."""
+    if decision.action is Action.REJECTED:
+        raise SchemaValidationError(decision)
+
+
+def _key_text(key: Any) -> str:
+    try:
+        return canonical_json(key)
+    except (TypeError, ValueError, RecursionError):
+        return str(key)
+
+
+def _make_source(registry: str | PathLike[str] | SchemaSource) -> SchemaSource:
+    if isinstance(registry, SchemaSource):
+        return registry
+    text = str(registry)
+    if text.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"REGISTRY_URL={text!r}: HTTP schema registries are not supported by this version; "
+            "use the embedded registry (a directory of <schema>/<track>.json files)"
+        )
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    path = Path(text)
+    return DirectorySchemaSource(path)

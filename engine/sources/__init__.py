@@ -1,0 +1,55 @@
+"""Where schemas come from: the ``SchemaSource`` protocol and its implementations.
+
+A source answers three ways, and the engine treats them differently (SPEC §3.1, §4):
+
+- a ``SchemaDocument``: the schema of that track;
+- ``SchemaNotFoundError``: a definite "no such schema or track" (track fallback applies);
+- ``RegistryUnavailableError`` / ``InvalidSchemaError``: a fault; the engine keeps serving a
+  cached schema, stale if need be, and never falls back to another track because of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaDocument:
+    """One schema of one track, as the registry serves it.
+
+    ``version`` changes whenever the content does (a registry version number, or a content hash
+    for files): compiled validators are cached by it. ``references`` maps URIs to the documents a
+    ``$ref`` may point at; nothing outside it is ever fetched.
+    """
+
+    schema: str
+    track: str
+    version: str
+    document: Any
+    references: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@runtime_checkable
+class SchemaSource(Protocol):
+    """Anything that can hand out JSON Schemas by (schema name, track)."""
+
+    #: A short description for logs and ``explain`` ("schemas/", "https://registry:8081").
+    description: str
+
+    def fetch(self, schema: str, track: str) -> SchemaDocument:
+        """The schema of ``track``; raises ``SchemaNotFoundError`` or another ``RegistryError``."""
+        ...
+
+    def known_schemas(self) -> Mapping[str, tuple[str, ...]]:
+        """Every schema name the source knows, with its tracks (for lint and label folding)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or handles; the source is not used afterwards."""
+        ...
+
+
+__all__ = ["SchemaDocument", "SchemaSource"]
