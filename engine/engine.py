@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,8 +25,7 @@ from engine.policy.load import EMPTY_POLICY_SET, PolicySet, load_policy_set
 from engine.policy.resolve import EffectiveRule, rule_for
 from engine.schemas import SchemaCache, SchemaSlot
 from engine.settings import Settings
-from engine.sources import SchemaSource
-from engine.sources.embedded import DirectorySchemaSource
+from engine.sources import SchemaSource, open_source
 
 log = logging.getLogger("engine")
 logging.getLogger("engine").addHandler(logging.NullHandler())  # the application decides
@@ -78,7 +76,7 @@ def _dig(payload: Any, path: tuple[str, ...]) -> str | None:
         if value is None:
             return None
     if value.__class__ is str:
-        return value  # type: ignore[no-any-return]
+        return value
     try:
         return canonical_json(value)
     except (TypeError, ValueError, RecursionError):
@@ -123,7 +121,7 @@ class PolicyEngine:
         self._force_note = f"capped by POLICY_FORCE_MODE={self._force}" if self._force else ""
         if not self.settings.registry_enabled:
             self._force, self._force_note = Mode.OFF, "REGISTRY_ENABLED=false: not validated"
-        self.source = _make_source(registry if registry is not None else self.settings.registry_url)
+        self.source = open_source(registry if registry is not None else self.settings.registry_url)
         self._schemas = SchemaCache(
             self.source,
             backend=self.settings.validator_backend,
@@ -149,9 +147,7 @@ class PolicyEngine:
             self.reload()
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> PolicyEngine:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> PolicyEngine:
         """An engine configured from SPEC §7's environment variables."""
         return cls(settings=Settings.from_env(environ), **kwargs)
 
@@ -505,18 +501,3 @@ def _key_text(key: Any) -> str:
         return canonical_json(key)
     except (TypeError, ValueError, RecursionError):
         return str(key)
-
-
-def _make_source(registry: str | PathLike[str] | SchemaSource) -> SchemaSource:
-    if isinstance(registry, SchemaSource):
-        return registry
-    text = str(registry)
-    if text.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"REGISTRY_URL={text!r}: HTTP schema registries are not supported by this version; "
-            "use the embedded registry (a directory of <schema>/<track>.json files)"
-        )
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    path = Path(text)
-    return DirectorySchemaSource(path)

@@ -8,7 +8,7 @@
     │   └── PolicyLoadError           a policy set failed to load; carries every Problem found
     ├── RegistryError                 where schemas come from
     │   ├── SchemaNotFoundError       the registry answered: no such schema or track
-    │   ├── InvalidSchemaError        the registry answered with something that is not a usable schema
+    │   ├── InvalidSchemaError        the registry answered with an unusable schema
     │   └── RegistryUnavailableError  no answer (timeout, connection refused, 5xx, garbage)
     └── SchemaValidationError         a payload rejected in strict mode (raised by ``enforce`` only)
 

@@ -71,7 +71,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.force_mode is Mode.STRICT:
             raise ConfigError("POLICY_FORCE_MODE caps modes: it can be 'warn' or 'off', not strict")
-        for name, value in (("prefer_track", self.prefer_track), ("fallback_track", self.fallback_track)):
+        for name, value in (
+            ("prefer_track", self.prefer_track),
+            ("fallback_track", self.fallback_track),
+        ):
             if not TRACK_RE.match(value):
                 raise ConfigError(f"{name} {value!r} is not a track name such as v1 or v2")
         if self.registry_cache_ttl < 0:
@@ -109,7 +112,10 @@ class Settings:
             values["registry_cache_ttl"] = _number(env, "REGISTRY_CACHE_TTL", minimum=0)
         if "REGISTRY_TIMEOUT" in env:
             values["registry_timeout"] = _number(env, "REGISTRY_TIMEOUT", minimum=0.001)
-        for var, attr in (("SCHEMA_PREFER_TRACK", "prefer_track"), ("SCHEMA_FALLBACK_TRACK", "fallback_track")):
+        for var, attr in (
+            ("SCHEMA_PREFER_TRACK", "prefer_track"),
+            ("SCHEMA_FALLBACK_TRACK", "fallback_track"),
+        ):
             if env.get(var, "").strip():
                 track = env[var].strip()
                 if not TRACK_RE.match(track):

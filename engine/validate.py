@@ -153,7 +153,9 @@ class CompiledSchema:
         except RecursionError:
             return (too_deep_violation(),)
         except referencing.exceptions.Unresolvable as exc:
-            return (Violation("", "$ref", _short(f"unresolvable $ref (nothing is fetched): {exc}")),)
+            return (
+                Violation("", "$ref", _short(f"unresolvable $ref (nothing is fetched): {exc}")),
+            )
         except (ValueError, TypeError, OverflowError) as exc:
             return (not_json_violation(exc),)
 
@@ -177,9 +179,7 @@ class CompiledSchema:
 
 def too_deep_violation() -> Violation:
     """The violation of a payload nested past ``MAX_DEPTH`` for a schema that can recurse."""
-    return Violation(
-        "", "maxDepth", f"payload nests deeper than {MAX_DEPTH} levels; not validated"
-    )
+    return Violation("", "maxDepth", f"payload nests deeper than {MAX_DEPTH} levels; not validated")
 
 
 def not_json_violation(exc: BaseException) -> Violation:
@@ -214,9 +214,7 @@ def _python_violations(errors: Iterator[Any]) -> tuple[Violation, ...]:
 def _compile_rust(doc: SchemaDocument) -> CompiledSchema:
     registry = None
     if doc.references:
-        registry = jsonschema_rs.Registry(
-            list(doc.references.items()), retriever=_refuse_retrieval
-        )
+        registry = jsonschema_rs.Registry(list(doc.references.items()), retriever=_refuse_retrieval)
     try:
         validator = jsonschema_rs.validator_for(
             doc.document,
@@ -241,7 +239,7 @@ def _compile_rust(doc: SchemaDocument) -> CompiledSchema:
 
 
 def _refuse_python(uri: str) -> referencing.Resource[Any]:
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 def _compile_python(doc: SchemaDocument) -> CompiledSchema:
@@ -252,9 +250,7 @@ def _compile_python(doc: SchemaDocument) -> CompiledSchema:
     registry: referencing.Registry[Any] = referencing.Registry(
         retrieve=_refuse_python  # type: ignore[call-arg]
     ).with_resources(resources)
-    cls = jsonschema.validators.validator_for(
-        doc.document, default=jsonschema.Draft202012Validator
-    )
+    cls = jsonschema.validators.validator_for(doc.document, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(doc.document)
         validator = cls(doc.document, registry=registry, format_checker=cls.FORMAT_CHECKER)

@@ -171,7 +171,7 @@ class _Tree:
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self._nodes += 1
         if self._nodes > MAX_NODES_PER_FILE:
-            raise _TooBig
+            raise _TooBigError
         self.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             self._loader.flatten_mapping(node)  # applies YAML merge keys (<<)
@@ -211,7 +211,7 @@ class _Tree:
             loader.dispose()
 
 
-class _TooBig(Exception):
+class _TooBigError(Exception):
     pass
 
 
@@ -296,10 +296,10 @@ def discover_files(
 ) -> list[tuple[Path, str]]:
     """Every ``*.yaml``/``*.yml`` under ``paths`` (or the path itself if it is a file).
 
-    Each file comes with its path relative to its policy path, which is what the checksum covers,
-    so the checksum does not depend on where the files sit. Hidden entries are skipped: editors' swap files, and the ``..data``/``..<timestamp>``
-    directories of a Kubernetes ConfigMap, whose files are also reachable through the top-level
-    symlinks (reading both would define every rule twice).
+    Each file comes with its path relative to its policy path: the checksum covers that, so it
+    does not depend on where the files sit. Hidden entries are skipped: editors' swap files, and
+    the ``..data``/``..<timestamp>`` directories of a Kubernetes ConfigMap, whose files are also
+    reachable through the top-level symlinks (reading both would define every rule twice).
     """
     found: list[tuple[Path, str]] = []
     for raw in paths:
@@ -365,7 +365,7 @@ def _parse_file(path: Path, relative: str, problems: list[Problem]) -> _Parsed |
     except yaml.YAMLError as exc:
         problems.append(Problem(display, 0, 0, f"invalid YAML: {exc}"))
         return None
-    except _TooBig:
+    except _TooBigError:
         problems.append(
             Problem(display, 0, 0, "the YAML expands to too many nodes (aliases?); refused")
         )
@@ -424,8 +424,8 @@ def _check_ramps(parsed: _Parsed, problems: list[Problem]) -> None:
             (("schemas", pattern, "tracks", track), track_rule)
             for track, track_rule in (rule.tracks or {}).items()
         )
-    for path, rule in rules:
-        steps = rule.ramp or []
+    for path, level in rules:
+        steps = level.ramp or []
         for i in range(1, len(steps)):
             if steps[i].at <= steps[i - 1].at:
                 line, col = parsed.tree.mark((*path, "ramp", i, "at"))
@@ -455,9 +455,9 @@ def _check_modes(parsed: _Parsed, default_mode: Mode, problems: list[Problem]) -
             levels.append((("schemas", pattern, "tracks", track), [*chain, rule, track_rule]))
     for path, rules in levels:
         mode, baseline = default_mode, None
-        for rule in rules:
-            mode = rule.mode if rule.mode is not None else mode
-            baseline = rule.baseline if rule.baseline is not None else baseline
+        for level in rules:
+            mode = level.mode if level.mode is not None else mode
+            baseline = level.baseline if level.baseline is not None else baseline
         if baseline is not None and baseline.rank > mode.rank:
             written = "baseline" if rules[-1].baseline is not None else "mode"
             if rules[-1].baseline is None and rules[-1].mode is None:

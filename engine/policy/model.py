@@ -34,7 +34,7 @@ _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``90``, ``"45s"``, ``"10m"``, ``"1h30m"``; a ``ValueError`` says what is wrong."""
+    """Seconds from ``90``, ``"45s"``, ``"10m"``, ``"1h30m"``; ``ValueError`` says what is wrong."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '10m', not a boolean")
     if isinstance(value, int | float):
@@ -97,7 +97,9 @@ def _parse_time(value: object) -> object:
     if isinstance(value, date) and not isinstance(value, datetime):
         raise ValueError("a ramp step needs a time with an offset, e.g. 2026-12-01T00:00:00Z")
     if isinstance(value, datetime) and value.utcoffset() is None:
-        raise ValueError("a ramp step's time needs an offset (Z or +01:00), so it means one instant")
+        raise ValueError(
+            "a ramp step's time needs an offset (Z or +01:00), so it means one instant"
+        )
     return value
 
 

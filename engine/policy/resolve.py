@@ -97,7 +97,7 @@ def _ramp_epochs(value: object) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def resolve_rule(
     entry: PolicyEntry | None, schema: str, track: str, default_mode: Mode
 ) -> EffectiveRule:
-    """The effective rule for ``schema``/``track`` from its matching entry (or the global default)."""
+    """The effective rule of ``schema``/``track`` from its entry (``None``: the global default)."""
     levels: list[Rule] = []
     ref: RuleRef | None = None
     if entry is not None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
+
+from engine.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +55,22 @@ class SchemaSource(Protocol):
         ...
 
 
-__all__ = ["SchemaDocument", "SchemaSource"]
+def open_source(registry: str | PathLike[str] | SchemaSource) -> SchemaSource:
+    """The ``SchemaSource`` a ``REGISTRY_URL`` names (SPEC §7), or ``registry`` if it is one.
+
+    A directory or ``file://`` path is the embedded registry.
+    """
+    if isinstance(registry, SchemaSource):
+        return registry
+    text = str(registry)
+    if text.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"REGISTRY_URL={text!r}: HTTP schema registries are not supported by this version "
+            "yet; use the embedded registry (a directory of <schema>/<track>.json files)"
+        )
+    from engine.sources.embedded import DirectorySchemaSource
+
+    return DirectorySchemaSource(text.removeprefix("file://"))
+
+
+__all__ = ["SchemaDocument", "SchemaSource", "open_source"]

@@ -1,0 +1,102 @@
+"""What every command shares: the common options, building the engine, printing, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from engine.engine import PolicyEngine
+from engine.errors import ConfigError, PolicyLoadError
+from engine.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAIL = 1  # check found errors, validate rejected
+EXIT_USAGE = 2  # bad arguments, unreadable input, policies that do not load
+
+
+class CommandError(Exception):
+    """A problem the user must fix before the command can run; printed without a traceback."""
+
+
+@dataclass
+class Streams:
+    """The command's standard streams, so tests can pass string buffers."""
+
+    stdin: IO[bytes]
+    stdout: IO[str]
+    stderr: IO[str]
+    environ: Mapping[str, str]
+
+
+def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    """``--policies``, ``--registry`` (SPEC §6: after the command name) and ``--json``."""
+    parser.add_argument(
+        "--policies",
+        metavar="PATHS",
+        help="policy files or directories, ':'-separated (default: $POLICY_PATHS or 'policies')",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="URL",
+        help="schema registry: a directory of <schema>/<track>.json or file:// path "
+        "(default: $REGISTRY_URL or 'schemas')",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log records at this level and above go to stderr (default: warning)",
+    )
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings from the environment, with ``--policies``/``--registry`` on top."""
+    settings = Settings.from_env(environ)
+    changes: dict[str, Any] = {}
+    if getattr(args, "policies", None):
+        changes["policy_paths"] = tuple(p for p in args.policies.split(os.pathsep) if p)
+        changes["policy_paths_explicit"] = True
+    if getattr(args, "registry", None):
+        changes["registry_url"] = args.registry
+    # The CLI commands here are one-shot: no watcher thread.
+    changes["policy_watch"] = False
+    return settings.with_overrides(**changes)
+
+
+def build_engine(args: argparse.Namespace, streams: Streams) -> PolicyEngine:
+    """The engine the command runs with; a policy set that fails to load stops the command."""
+    settings = settings_from(args, streams.environ)
+    try:
+        return PolicyEngine(settings=settings)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            streams.stderr.write(f"{problem}\n")
+        raise CommandError(
+            f"the policy set does not load ({len(exc.problems)} problem(s)); "
+            "run 'policy-engine check' for details"
+        ) from exc
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def configure_logging(level: str, stderr: IO[str]) -> None:
+    """Log records of the ``engine`` tree to stderr, one line each."""
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("engine")
+    for old in [h for h in root.handlers if isinstance(h, logging.StreamHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def write_json(stream: IO[str], value: Any) -> None:
+    """One JSON object and a newline."""
+    stream.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
