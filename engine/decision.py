@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from engine.policy.bucket import bucket_for, payload_hash_key
+from engine.policy.bucket import bucket_for, key_from_payload, payload_hash_key
 
 KeySource = Literal["argument", "payload", "hash"]
 
@@ -87,73 +87,126 @@ class RuleRef:
         return f"{self.pattern} ({self.file}:{self.line})"
 
 
+class RouteInfo:
+    """What every decision for one (schema, track) under one policy set shares.
+
+    Decisions point at this instead of copying it, which keeps building a Decision cheap.
+    """
+
+    __slots__ = ("checksum", "key_path", "rule", "salt_prefix", "schema", "track")
+
+    def __init__(
+        self,
+        schema: str,
+        track: str,
+        rule: RuleRef | None,
+        checksum: str,
+        salt_prefix: str,
+        key_path: tuple[str, ...] | None,
+    ) -> None:
+        self.schema = schema
+        self.track = track
+        self.rule = rule
+        self.checksum = checksum
+        self.salt_prefix = salt_prefix
+        self.key_path = key_path
+
+
 class Decision:
     """The outcome of evaluating one payload (SPEC §5).
 
     ``mode`` is the mode this payload got; ``valid`` is ``None`` when it was not validated (mode
-    off, or no usable schema). ``bucket`` is computed on first access when the canary did not need
-    it (canary 0 or 100), which keeps hashing off the hot path.
+    off, or no usable schema). When the canary did not need the key (canary 0 or 100, or mode
+    equal to baseline), ``bucket`` and ``key_source`` are worked out on first access, which keeps
+    key lookup and hashing off the hot path.
     """
 
     __slots__ = (
         "_bucket",
         "_key",
+        "_key_source",
         "_note",
         "_payload",
-        "_salt_prefix",
+        "_route",
         "action",
         "canary",
-        "key_source",
         "mode",
-        "policy_checksum",
-        "rule",
-        "schema",
-        "track",
         "valid",
         "violations",
     )
 
     def __init__(
         self,
-        schema: str,
-        track: str,
+        route: RouteInfo,
         mode: Mode,
         valid: bool | None,
         action: Action,
         violations: tuple[Violation, ...],
-        rule: RuleRef | None,
         canary: float,
-        key_source: KeySource,
-        policy_checksum: str,
-        bucket: int,
-        salt_prefix: str,
         key: str | None,
+        key_source: KeySource | None,
+        bucket: int,
         payload: Any,
         note: str,
     ) -> None:
-        self.schema = schema
-        self.track = track
+        self._route = route
         self.mode = mode
         self.valid = valid
         self.action = action
         self.violations = violations
-        self.rule = rule
         self.canary = canary
-        self.key_source = key_source
-        self.policy_checksum = policy_checksum
-        self._bucket = bucket
-        self._salt_prefix = salt_prefix
         self._key = key
+        self._key_source = key_source
+        self._bucket = bucket
         self._payload = payload
         self._note = note
+
+    @property
+    def schema(self) -> str:
+        """The schema name the payload was evaluated as."""
+        return self._route.schema
+
+    @property
+    def track(self) -> str:
+        """The track it was evaluated on (given, preferred or fallback)."""
+        return self._route.track
+
+    @property
+    def rule(self) -> RuleRef | None:
+        """Where the rule that decided is written; ``None`` for the global default."""
+        return self._route.rule
+
+    @property
+    def policy_checksum(self) -> str:
+        """The checksum of the policy set that decided."""
+        return self._route.checksum
+
+    def _resolve_key(self) -> None:
+        key = None
+        if self._route.key_path is not None:
+            key = key_from_payload(self._payload, self._route.key_path)
+        if key is None:
+            self._key, self._key_source = payload_hash_key(self._payload), "hash"
+        else:
+            self._key, self._key_source = key, "payload"
+
+    @property
+    def key_source(self) -> KeySource:
+        """Where the canary key came from: ``argument``, ``payload`` (rule's path) or ``hash``."""
+        if self._key_source is None:
+            self._resolve_key()
+        assert self._key_source is not None
+        return self._key_source
 
     @property
     def bucket(self) -> int:
         """The payload's canary bucket, 0..9999."""
         if self._bucket < 0:
-            key = self._key if self._key is not None else payload_hash_key(self._payload)
-            self._bucket = bucket_for(self._salt_prefix, key)
-            self._payload = None  # the hash was the only reason to keep it
+            if self._key is None:
+                self._resolve_key()
+            assert self._key is not None
+            self._bucket = bucket_for(self._route.salt_prefix, self._key)
+            self._payload = None  # the key was the only reason to keep it
         return self._bucket
 
     @property
@@ -164,18 +217,18 @@ class Decision:
     @property
     def reason(self) -> str:
         """A sentence saying why the payload got its mode and action."""
-        if self.rule is None:
+        rule = self.rule
+        if rule is None:
             why = f"no policy rule matches; global default {self.mode}"
         else:
             side = "inside" if self.in_canary else "outside"
-            why = (
-                f"rule {self.rule}: bucket {self.bucket} is {side} canary {self.canary:g}%"
-                f" -> {self.mode}"
-            )
+            why = f"rule {rule}: bucket {self.bucket} is {side} canary {self.canary:g}%"
+            why += f" -> {self.mode}"
         return f"{why}; {self._note}" if self._note else why
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of SPEC §6."""
+        rule = self.rule
         return {
             "schema": self.schema,
             "track": self.track,
@@ -183,7 +236,7 @@ class Decision:
             "valid": self.valid,
             "action": self.action.value,
             "violations": [v.to_dict() for v in self.violations],
-            "rule": None if self.rule is None else self.rule.to_dict(),
+            "rule": None if rule is None else rule.to_dict(),
             "bucket": self.bucket,
             "canary": self.canary,
             "key_source": self.key_source,

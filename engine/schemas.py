@@ -80,11 +80,15 @@ class SchemaCache:
                     self._slots.popitem(last=False)
         return slot
 
-    def choose_track(self, schema: str, now: float) -> str:
-        """The preferred track if the registry has it, else the fallback (SPEC §3.1)."""
+    def choose_track(self, schema: str, now: float) -> tuple[str, float]:
+        """The preferred track if the registry has it, else the fallback (SPEC §3.1).
+
+        Returns the track and the time until which the choice holds. Only a definite "not
+        found" for the preferred track falls back; an outage keeps the preferred track.
+        """
         cached = self._tracks.get(schema)
         if cached is not None and now < cached[1]:
-            return cached[0]
+            return cached
         slot = self.slot(schema, self.prefer_track)
         if now >= slot.expires:
             self.refresh(slot, now)
@@ -95,8 +99,12 @@ class SchemaCache:
                 self.refresh(fallback, now)
             if not fallback.missing:
                 track = self.fallback_track
-        self._remember_track(schema, track, min(slot.expires, now + self.ttl))
-        return track
+        choice = (track, max(min(slot.expires, now + self.ttl), now))
+        with self._lock:
+            self._tracks[schema] = choice
+            if len(self._tracks) > MAX_SLOTS:
+                self._tracks.popitem(last=False)
+        return choice
 
     def needs_fetch(self, schema: str, track: str | None, now: float) -> bool:
         """Whether looking ``schema`` up now would ask the source (async callers prefetch)."""
@@ -111,7 +119,7 @@ class SchemaCache:
     def prepare(self, schema: str, track: str | None, now: float) -> None:
         """Fetch whatever ``schema``/``track`` needs, so the next lookup is a cache hit."""
         if track is None:
-            track = self.choose_track(schema, now)
+            track = self.choose_track(schema, now)[0]
         slot = self.slot(schema, track)
         if now >= slot.expires:
             self.refresh(slot, now)
@@ -134,7 +142,8 @@ class SchemaCache:
                     schema=slot.schema,
                     track=slot.track,
                 )
-            slot.error, slot.missing = exc, False
+            # ``missing`` is kept: an outage says nothing new about whether the track exists
+            slot.error = exc
             slot.expires = now + min(self.ttl, ERROR_RETRY_SECONDS)
             if now - slot.last_logged >= LOG_INTERVAL_SECONDS:
                 slot.last_logged = now
@@ -162,9 +171,3 @@ class SchemaCache:
                 if len(self._compiled) > MAX_SLOTS:
                     self._compiled.popitem(last=False)
         return compiled
-
-    def _remember_track(self, schema: str, track: str, expires: float) -> None:
-        with self._lock:
-            self._tracks[schema] = (track, expires)
-            if len(self._tracks) > MAX_SLOTS:
-                self._tracks.popitem(last=False)

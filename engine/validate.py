@@ -121,7 +121,15 @@ def can_recurse(document: Any) -> bool:
 class CompiledSchema:
     """A validator compiled once per (schema, track, version) and reused for every payload."""
 
-    __slots__ = ("_iter_errors", "_violations_of", "backend", "depth_guard", "is_valid", "source")
+    __slots__ = (
+        "_iter_errors",
+        "_violations_of",
+        "backend",
+        "depth_guard",
+        "is_valid",
+        "quick_is_valid",
+        "source",
+    )
 
     def __init__(
         self,
@@ -139,6 +147,14 @@ class CompiledSchema:
         self._iter_errors = iter_errors
         self._violations_of = violations_of
         self.depth_guard = depth_guard
+        #: The hot path's yes/no: ``is_valid`` itself when the schema cannot recurse, else with
+        #: the depth guard in front. May raise on values that are not JSON data.
+        self.quick_is_valid: Callable[[Any], bool] = (
+            self._guarded_is_valid if depth_guard else is_valid
+        )
+
+    def _guarded_is_valid(self, payload: Any) -> bool:
+        return not exceeds_depth(payload) and self.is_valid(payload)
 
     def violations(self, payload: Any) -> tuple[Violation, ...]:
         """Up to ``MAX_VIOLATIONS`` violations of ``payload`` (empty when it is valid).

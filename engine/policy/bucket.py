@@ -57,3 +57,25 @@ def payload_hash_key(payload: Any) -> str:
 def canary_threshold(canary: float) -> int:
     """The number of buckets inside a canary of ``canary`` percent (0..10000)."""
     return round(canary * 100)
+
+
+def key_text(value: Any) -> str:
+    """A key as text: strings as they are, anything else as compact JSON (``42`` -> ``"42"``)."""
+    if isinstance(value, str):  # a str subclass (StrEnum) is a string key, not JSON text
+        return str.__str__(value)
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError, RecursionError):
+        return str(value)
+
+
+def key_from_payload(payload: Any, path: tuple[str, ...]) -> str | None:
+    """The key at the dotted ``path`` in ``payload`` as text; ``None`` if absent or null."""
+    value = payload
+    for part in path:
+        if value.__class__ is not dict:
+            return None
+        value = value.get(part)
+        if value is None:
+            return None
+    return key_text(value)

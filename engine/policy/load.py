@@ -124,7 +124,13 @@ def glob_specificity(pattern: str) -> int:
     while i < len(pattern):
         char = pattern[i]
         if char == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
+            # As fnmatch reads it: a leading "!" negates, then a leading "]" is a member.
+            start = i + 1
+            if pattern[start : start + 1] == "!":
+                start += 1
+            if pattern[start : start + 1] == "]":
+                start += 1
+            end = pattern.find("]", start)
             if end != -1:
                 i = end + 1
                 continue
@@ -151,6 +157,7 @@ class _Tree:
         self.value_marks: dict[Path_, Mark] = {}
         self.problems: list[Problem] = []
         self._nodes = 0
+        self._merged: dict[int, int] = {}  # id(mapping node) -> merged pairs at its start
         self._loader: Any = None
 
     def mark(self, path: Path_, *, key: bool = False) -> Mark:
@@ -174,9 +181,10 @@ class _Tree:
             raise _TooBigError
         self.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
-            self._loader.flatten_mapping(node)  # applies YAML merge keys (<<)
+            merged = self._flatten(node)
             result: dict[str, Any] = {}
-            for key_node, value_node in node.value:
+            explicit: set[str] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.error(key_mark, "a mapping key must be a plain name, not a list or map")
@@ -184,6 +192,11 @@ class _Tree:
                 key = self._loader.construct_object(key_node)
                 if not isinstance(key, str):
                     key = str(key_node.value)
+                if index < merged or key not in explicit:
+                    # A merged (<<) key is overridden by a later merge or a key written here.
+                    result.pop(key, None)
+                if index >= merged:
+                    explicit.add(key)
                 if key in result:
                     first = self.key_marks[(*path, key)]
                     self.error(
@@ -198,6 +211,14 @@ class _Tree:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._loader.construct_object(node)
+
+    def _flatten(self, node: yaml.MappingNode) -> int:
+        """Apply YAML merge keys (``<<``); the merged pairs come first: return how many."""
+        if id(node) not in self._merged:
+            written = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+            self._loader.flatten_mapping(node)
+            self._merged[id(node)] = len(node.value) - written
+        return self._merged[id(node)]
 
     def parse(self, text: str) -> Any:
         loader = PolicyYamlLoader(text)
@@ -377,8 +398,9 @@ def _parse_file(path: Path, relative: str, problems: list[Problem]) -> _Parsed |
         problems.append(Problem(display, 1, 1, "the file is empty; it needs at least 'version: 1'"))
         return None
     if not isinstance(doc, dict):
+        line, col = tree.mark(())  # where the document starts, after any leading comments
         problems.append(
-            Problem(display, 1, 1, "a policy file is a mapping with 'version' and 'schemas'")
+            Problem(display, line, col, "a policy file is a mapping with 'version' and 'schemas'")
         )
         return None
     try:

@@ -80,7 +80,9 @@ Canary = Annotated[
     Field(
         strict=True,
         description="percent of keys that get `mode`, 0-100, at most two decimals",
-        json_schema_extra={"minimum": 0, "maximum": 100, "multipleOf": 0.01},
+        # No "multipleOf": 0.01 here: in binary floating point 33.33 / 0.01 is not an integer,
+        # so JSON Schema validators would reject canaries the loader accepts.
+        json_schema_extra={"minimum": 0, "maximum": 100},
     ),
 ]
 
@@ -185,7 +187,10 @@ class SchemaRule(Rule):
     """A rule for one schema name or glob, with optional per-track overrides."""
 
     tracks: dict[TrackName, Rule] | None = Field(
-        None, description="per-track overrides, e.g. v1, v2"
+        None,
+        description="per-track overrides, e.g. v1, v2",
+        # patternProperties alone lets a key that does not match through unchecked.
+        json_schema_extra={"propertyNames": {"pattern": TRACK_RE.pattern}},
     )
 
 
@@ -207,6 +212,7 @@ class PolicyFile(_Model):
     schemas: dict[SchemaPattern, SchemaRule] = Field(
         default_factory=dict,
         description="rules by exact schema name or fnmatch glob; the most specific match wins",
+        json_schema_extra={"propertyNames": {"pattern": SCHEMA_PATTERN_RE.pattern}},
     )
 
 
