@@ -118,7 +118,9 @@ class Decision:
     ``mode`` is the mode this payload got; ``valid`` is ``None`` when it was not validated (mode
     off, or no usable schema). When the canary did not need the key (canary 0 or 100, or mode
     equal to baseline), ``bucket`` and ``key_source`` are worked out on first access, which keeps
-    key lookup and hashing off the hot path.
+    key lookup and hashing off the hot path. The Decision then holds a reference to the payload
+    until the bucket is read: mutating the payload in between changes the bucket reported (never
+    the decision itself, which did not depend on it).
     """
 
     __slots__ = (

@@ -18,8 +18,6 @@ from os import PathLike
 from types import TracebackType
 from typing import Any
 
-from mmh3 import hash as mmh3_hash
-
 from engine.decision import Action, Decision, Explanation, KeySource, Mode, RouteInfo, Violation
 from engine.errors import ConfigError, RegistryError, SchemaValidationError
 from engine.hooks import DecisionObserver, ModeAdjuster
@@ -131,7 +129,7 @@ class _Route(RouteInfo):
         if key is None:
             field = self.key_field
             if field is not None:
-                if payload.__class__ is dict:
+                if payload.__class__ is dict or isinstance(payload, dict):
                     key = payload.get(field)
                     if key is not None and key.__class__ is not str:
                         key = key_text(key)
@@ -293,6 +291,8 @@ class PolicyEngine:
             return True
 
     def _known_schema_names(self) -> list[str]:
+        if not self.settings.registry_enabled:
+            return []
         try:
             return list(self.source.known_schemas())
         except RegistryError as exc:
@@ -397,7 +397,9 @@ class PolicyEngine:
         self, schema: str, payload: Any, key: Any = None, track: str | None = None
     ) -> Decision:
         """``evaluate`` for asyncio: registry I/O runs off the event loop."""
-        if self._schemas.needs_fetch(schema, track, self._clock()):
+        if self.settings.registry_enabled and self._schemas.needs_fetch(
+            schema, track, self._clock()
+        ):
             await asyncio.to_thread(self._schemas.prepare, schema, track, self._clock())
         return self.evaluate(schema, payload, key=key, track=track)
 
@@ -488,7 +490,9 @@ class PolicyEngine:
         """Resolve (schema, track) once; ``track=None`` asks the registry which track to use."""
         expires = _POS
         chosen = track
-        if chosen is None:
+        if chosen is None and not self.settings.registry_enabled:
+            chosen = self.settings.prefer_track  # REGISTRY_ENABLED=false: the registry is not asked
+        elif chosen is None:
             chosen, expires = self._schemas.choose_track(schema, now)
         rule, rival = rule_for(state.policy_set, schema, chosen, self.settings.enforcement)
         tie = rival is not None and rule.ref is not None and schema not in state.warned_ties
@@ -538,7 +542,8 @@ class PolicyEngine:
         why = str(error) if error is not None else "schema not fetched"
         if rule.on_registry_error == "reject" and mode is Mode.STRICT:
             violation = Violation("", "registry", f"no usable schema: {why}")
-            return None, Action.REJECTED, (violation,), f"no usable schema ({why}); rejected"
+            extra = f"no usable schema ({why}); rejected"
+            return None, Action.REJECTED, (violation,), f"{note}; {extra}" if note else extra
         extra = f"no usable schema ({why}); skipped"
         return None, Action.SKIPPED, (), f"{note}; {extra}" if note else extra
 

@@ -33,10 +33,15 @@ class Envelope:
     key: Any = None
 
 
+def _not_json(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and validators disagree on them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_envelope(line: bytes | str) -> Envelope:
     """The envelope in one line of JSON; ``EnvelopeError`` says what is wrong with a bad one."""
     try:
-        data = json.loads(line)
+        data = json.loads(line, parse_constant=_not_json)
     except RecursionError:
         raise EnvelopeError("JSON nests too deeply") from None
     except ValueError as exc:

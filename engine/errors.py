@@ -117,7 +117,8 @@ class SchemaValidationError(EngineError):
         self.schema_name = decision.schema
         self.track = decision.track
         self.enforcement_mode = decision.mode.value
-        self.errors = [f"{v.path or '/'}: {v.message}" for v in decision.violations]
+        # The payload itself has the empty JSON Pointer; "(root)" reads better than ": msg".
+        self.errors = [f"{v.path or '(root)'}: {v.message}" for v in decision.violations]
         if not self.errors:
             self.errors = [decision.reason]
         summary = "; ".join(self.errors[:3])

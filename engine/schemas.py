@@ -63,6 +63,7 @@ class SchemaCache:
         self.fallback_track = fallback_track
         self._clock = clock
         self._slots: OrderedDict[tuple[str, str], SchemaSlot] = OrderedDict()
+        self._missing: OrderedDict[tuple[str, str], None] = OrderedDict()  # "not found" slots
         self._tracks: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._compiled: OrderedDict[tuple[str, str, str], CompiledSchema] = OrderedDict()
         self._lock = threading.Lock()
@@ -77,8 +78,17 @@ class SchemaCache:
             with self._lock:
                 slot = self._slots.setdefault((schema, track), slot)
                 if len(self._slots) > MAX_SLOTS:
-                    self._slots.popitem(last=False)
+                    self._evict()
         return slot
+
+    def _evict(self) -> None:
+        # Names the registry does not know go first, oldest first: a producer inventing names
+        # must not push out the schemas that real traffic uses. Called with the lock held.
+        if self._missing:
+            victim, _ = self._missing.popitem(last=False)
+            self._slots.pop(victim, None)
+        else:
+            self._slots.popitem(last=False)
 
     def choose_track(self, schema: str, now: float) -> tuple[str, float]:
         """The preferred track if the registry has it, else the fallback (SPEC §3.1).
@@ -99,6 +109,10 @@ class SchemaCache:
                 self.refresh(fallback, now)
             if not fallback.missing:
                 track = self.fallback_track
+            elif fallback.compiled is None:
+                # Neither track exists: not remembered, so a flood of invented names cannot
+                # evict the choices of real schemas (the slots still cache the "not found").
+                return track, max(min(slot.expires, fallback.expires), now)
         choice = (track, max(min(slot.expires, now + self.ttl), now))
         with self._lock:
             self._tracks[schema] = choice
@@ -134,6 +148,8 @@ class SchemaCache:
         except SchemaNotFoundError as exc:
             slot.compiled, slot.error, slot.missing = None, exc, True
             slot.expires = now + self.ttl
+            with self._lock:
+                self._missing[(slot.schema, slot.track)] = None
             return
         except Exception as exc:  # a fault of any kind: keep serving what we have
             if not isinstance(exc, RegistryError):
@@ -159,6 +175,9 @@ class SchemaCache:
             return
         slot.compiled, slot.error, slot.missing = compiled, None, False
         slot.expires = now + self.ttl
+        if self._missing:
+            with self._lock:
+                self._missing.pop((slot.schema, slot.track), None)
 
     def _compile(self, doc: SchemaDocument) -> CompiledSchema:
         # Keyed by version: an unchanged schema is never compiled twice.

@@ -112,7 +112,7 @@ def describe_decision(decision: Decision) -> str:
         f", canary {decision.canary:g}%, bucket {decision.bucket})"
     )
     lines = [head]
-    lines.extend(f"  {v.path or '/'}: [{v.keyword}] {v.message}" for v in decision.violations)
+    lines.extend(f"  {v.path or '(root)'}: [{v.keyword}] {v.message}" for v in decision.violations)
     lines.append(f"  why: {decision.reason}")
     return "\n".join(lines) + "\n"
 

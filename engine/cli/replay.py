@@ -198,7 +198,7 @@ def _table(groups: list[Group], top: int, total: int, bad: int) -> str:
     for group, row in zip(groups, rows, strict=True):
         out.append(fmt(row))
         for (path, keyword), count in group.paths.most_common(top):
-            out.append(f"    {count:>7}  {path or '/'}  [{keyword}]")
+            out.append(f"    {count:>7}  {path or '(root)'}  [{keyword}]")
     out.append(f"{total} envelope(s) evaluated, {bad} bad line(s)")
     return "\n".join(out) + "\n"
 

@@ -27,12 +27,14 @@ def bucket_for(salt_prefix: str, key: str) -> int:
     >>> bucket_for("telemetry.FeedbackEvent:v2:", "p-42")
     4321
     """
+    text = salt_prefix + key
     try:
-        h = mmh3.hash(salt_prefix + key, 0, False)
+        data = text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (JSON "\ud800") cannot be UTF-8; hash its surrogatepass bytes instead.
-        h = mmh3.hash((salt_prefix + key).encode("utf-8", "surrogatepass"), 0, False)
-    return (h * BUCKETS) >> 32
+        # Never hand mmh3 such a str itself: mmh3 5.x crashes the process (segfault) on it.
+        data = text.encode("utf-8", "surrogatepass")
+    return (mmh3.hash(data, 0, False) * BUCKETS) >> 32
 
 
 def canonical_json(value: Any) -> str:
@@ -73,7 +75,7 @@ def key_from_payload(payload: Any, path: tuple[str, ...]) -> str | None:
     """The key at the dotted ``path`` in ``payload`` as text; ``None`` if absent or null."""
     value = payload
     for part in path:
-        if value.__class__ is not dict:
+        if not isinstance(value, dict):
             return None
         value = value.get(part)
         if value is None:
