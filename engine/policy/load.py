@@ -571,10 +571,12 @@ def load_policy_set(
     globs: list[PolicyEntry] = []
     for item in parsed:
         for entry in _entries(item):
+            previous = exact.get(entry.pattern) if not entry.is_glob else None
             if entry.is_glob:
-                globs.append(entry)
-                continue
-            previous = exact.get(entry.pattern)
+                previous = next((g for g in globs if g.pattern == entry.pattern), None)
+                if previous is None:
+                    globs.append(entry)
+                    continue
             if previous is not None:
                 problems.append(
                     Problem(
@@ -582,7 +584,7 @@ def load_policy_set(
                         entry.line,
                         entry.column,
                         f"schema {entry.pattern!r} is already defined at {previous.where}; "
-                        "an exact name may have one rule only",
+                        "a name or glob may have one rule only",
                     )
                 )
                 continue

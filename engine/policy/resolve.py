@@ -2,7 +2,8 @@
 
 Inheritance, weakest first: the global default (``REGISTRY_ENFORCEMENT``), the file's
 ``defaults``, the schema rule, the track block. Each field written at a level overrides the levels
-before it as a whole (a track's ``ramp`` replaces the schema's, it is not merged).
+before it as a whole (a track's ``ramp`` replaces the schema's, it is not merged). One exception
+keeps rollouts readable: a level that writes ``canary`` without ``ramp`` drops an inherited ramp.
 """
 
 from __future__ import annotations
@@ -115,18 +116,23 @@ def resolve_rule(
     baseline = _pick(levels, "baseline")
     if not isinstance(baseline, Mode):
         baseline = mode.step_down()
+    # The deepest level writing `canary` or `ramp` decides whether there is a ramp, so a track's
+    # `canary: 50` means 50 even when its schema has a ramp. The canary (what holds before a
+    # ramp's first step) is the deepest one written.
+    rollout = next((lv for lv in reversed(levels) if lv.canary is not None or lv.ramp), None)
+    ramp = rollout.ramp if rollout is not None else None
     canary = _pick(levels, "canary")
     key = _pick(levels, "key")
     salt = _pick(levels, "salt")
     guardrail = _pick(levels, "guardrail")
     on_error = _pick(levels, "on_registry_error")
-    ramp_times, ramp_canaries = _ramp_epochs(_pick(levels, "ramp"))
+    ramp_times, ramp_canaries = _ramp_epochs(ramp)
     return EffectiveRule(
         schema=schema,
         track=track,
         mode=mode,
         baseline=baseline,
-        canary=100.0 if canary is None else float(canary),  # type: ignore[arg-type]
+        canary=100.0 if canary is None else float(canary),
         canary_explicit=canary is not None,
         ramp_times=ramp_times,
         ramp_canaries=ramp_canaries,

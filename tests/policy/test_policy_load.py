@@ -187,6 +187,17 @@ def test_same_exact_name_in_two_files_names_both_places(tmp_path: Path):
     assert f"{second}:4:3" in text
 
 
+def test_same_glob_in_two_files_names_both_places(tmp_path: Path):
+    """The same glob in two files is a load error even when no known name matches it."""
+    first = _write(tmp_path / "a.yaml", 'version: 1\nschemas:\n  "zz.*":\n    mode: warn\n')
+    second = _write(tmp_path / "b.yaml", 'version: 1\nschemas:\n  "zz.*":\n    mode: strict\n')
+    errors = _errors(_load_error([tmp_path]))
+    assert len(errors) == 1
+    text = str(errors[0])
+    assert f"{first}:3:3" in text
+    assert f"{second}:3:3" in text
+
+
 def test_several_bad_files_are_all_reported_and_nothing_loads(tmp_path: Path):
     """Problems of every file are reported in one run; a good file beside them is not loaded."""
     _write(tmp_path / "a.yaml", "version: 2\n")
