@@ -132,7 +132,7 @@ def resolve_rule(
         track=track,
         mode=mode,
         baseline=baseline,
-        canary=100.0 if canary is None else float(canary),
+        canary=float(canary) if isinstance(canary, int | float) else 100.0,
         canary_explicit=canary is not None,
         ramp_times=ramp_times,
         ramp_canaries=ramp_canaries,
