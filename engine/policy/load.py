@@ -12,6 +12,7 @@ can never be applied.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import re
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from engine.decision import Mode
 from engine.errors import PolicyLoadError, Problem
-from engine.policy.model import SCHEMA_NAME_RE, PolicyFile, Rule, SchemaRule
+from engine.policy.model import SCHEMA_NAME_RE, SCHEMA_PATTERN_RE, PolicyFile, Rule, SchemaRule
 
 #: A policy file larger than this is refused before parsing (a policy is a few KB).
 MAX_POLICY_FILE_BYTES = 8 * 1024 * 1024
@@ -357,7 +358,36 @@ class _Parsed:
     tree: _Tree
 
 
-def _parse_file(path: Path, relative: str, problems: list[Problem]) -> _Parsed | None:
+def _partial_model(doc: dict[str, Any]) -> PolicyFile:
+    """The parts of a file that do validate, so their semantic checks can still run.
+
+    A file with one bad field is not loaded, but its other rules are checked too: one run of
+    ``check`` reports every problem, not one per fix.
+    """
+    defaults = None
+    with contextlib.suppress(ValidationError):
+        defaults = Rule.model_validate(doc.get("defaults")) if doc.get("defaults") else None
+    schemas: dict[str, SchemaRule] = {}
+    raw = doc.get("schemas")
+    for pattern, body in raw.items() if isinstance(raw, dict) else ():
+        if not isinstance(pattern, str) or not SCHEMA_PATTERN_RE.match(pattern):
+            continue  # pydantic has reported the name already
+        try:
+            schemas[pattern] = SchemaRule.model_validate(body)
+        except ValidationError:
+            continue
+    return PolicyFile.model_construct(version=1, defaults=defaults, schemas=schemas)
+
+
+def _semantic_checks(parsed: _Parsed, default_mode: Mode, problems: list[Problem]) -> None:
+    _check_names(parsed, problems)
+    _check_ramps(parsed, problems)
+    _check_modes(parsed, default_mode, problems)
+
+
+def _parse_file(
+    path: Path, relative: str, problems: list[Problem], default_mode: Mode
+) -> _Parsed | None:
     display = str(path)
     try:
         data = path.read_bytes()
@@ -407,10 +437,13 @@ def _parse_file(path: Path, relative: str, problems: list[Problem]) -> _Parsed |
         model = PolicyFile.model_validate(doc)
     except ValidationError as exc:
         _pydantic_problems(tree, exc)
-    if tree.problems:  # duplicate keys and the like, plus pydantic's findings
-        problems.extend(sorted(tree.problems, key=lambda p: (p.line, p.column)))
+        model = _partial_model(doc)
+    parsed = _Parsed(display, relative, data, model, tree)
+    _semantic_checks(parsed, default_mode, tree.problems)
+    if tree.problems:  # duplicate keys, pydantic's findings, the semantic checks
+        problems.extend(sorted(set(tree.problems), key=lambda p: (p.line, p.column, p.message)))
         return None
-    return _Parsed(display, relative, data, model, tree)
+    return parsed
 
 
 def _check_names(parsed: _Parsed, problems: list[Problem]) -> None:
@@ -560,11 +593,8 @@ def load_policy_set(
     problems: list[Problem] = []
     parsed: list[_Parsed] = []
     for path, relative in files:
-        item = _parse_file(path, relative, problems)
+        item = _parse_file(path, relative, problems, default_mode)
         if item is not None:
-            _check_names(item, problems)
-            _check_ramps(item, problems)
-            _check_modes(item, default_mode, problems)
             parsed.append(item)
 
     exact: dict[str, PolicyEntry] = {}

@@ -187,6 +187,22 @@ def test_same_exact_name_in_two_files_names_both_places(tmp_path: Path):
     assert f"{second}:4:3" in text
 
 
+def test_semantic_problems_are_reported_beside_field_errors(tmp_path: Path):
+    """An unknown field does not hide an unsorted ramp or a too-strict baseline in the same file."""
+    path = _write(
+        tmp_path / "a.yaml",
+        "version: 1\nschemas:\n  a.b:\n    colour: red\n  a.c:\n    ramp:\n"
+        "      - {at: 2026-12-08T00:00:00Z, canary: 10}\n"
+        "      - {at: 2026-12-01T00:00:00Z, canary: 50}\n"
+        "  a.d: {mode: off, baseline: warn}\n",
+    )
+    errors = _errors(_load_error([path]))
+    assert [(p.line, p.column) for p in errors] == [(4, 5), (8, 14), (9, 30)]
+    assert "colour" in errors[0].message
+    assert "increasing" in errors[1].message
+    assert "stricter" in errors[2].message
+
+
 def test_same_glob_in_two_files_names_both_places(tmp_path: Path):
     """The same glob in two files is a load error even when no known name matches it."""
     first = _write(tmp_path / "a.yaml", 'version: 1\nschemas:\n  "zz.*":\n    mode: warn\n')
