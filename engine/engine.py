@@ -14,6 +14,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from os import PathLike
 from types import TracebackType
 from typing import Any
@@ -30,7 +31,7 @@ from engine.policy.bucket import (
 )
 from engine.policy.load import EMPTY_POLICY_SET, PolicySet, load_policy_set
 from engine.policy.resolve import EffectiveRule, rule_for
-from engine.schemas import SchemaCache, SchemaSlot
+from engine.schemas import LOG_INTERVAL_SECONDS, SchemaCache, SchemaSlot
 from engine.settings import Settings
 from engine.sources import SchemaSource, open_source
 
@@ -44,6 +45,8 @@ MAX_ROUTES = 10_000
 #: A warn-mode failure is logged at most once per this many seconds per (schema, track); the
 #: next log line says how many were suppressed in between.
 FAILURE_LOG_INTERVAL = 10.0
+#: Most "schema not in the registry" log lines per minute, all schemas together.
+MISSING_LOG_BUDGET = 20
 #: Buckets remembered per route (key -> bucket); keys past this are hashed every time.
 MAX_CACHED_BUCKETS = 4096
 
@@ -234,6 +237,7 @@ class PolicyEngine:
             clock=clock,
         )
         self._failure_log: dict[tuple[str, str], list[float]] = {}
+        self._missing_log: list[float] = [float("-inf"), 0]
         self._reload_lock = threading.Lock()
         if isinstance(policies, PolicySet):
             self._paths: tuple[str, ...] = ()
@@ -330,7 +334,9 @@ class PolicyEngine:
                 self._schemas.refresh(slot, now)
             compiled = slot.compiled
             if compiled is None:
-                valid, action, violations, note = self._no_schema(route.effective, mode, slot, note)
+                valid, action, violations, note = self._no_schema(
+                    route.effective, mode, slot, note, now
+                )
             else:
                 try:
                     valid = compiled.quick_is_valid(payload)
@@ -416,14 +422,18 @@ class PolicyEngine:
         schema: str,
         track: str | None = None,
         key: Any = None,
-        at: float | None = None,
+        at: float | datetime | None = None,
     ) -> Explanation:
         """Which rule governs ``schema``/``track``, the canary in force ``at``, and a key's fate.
 
-        ``at`` is epoch seconds (default: now). Without ``key`` there is no bucket; ``mode`` is
-        then the rule's mode (what keys inside the canary get).
+        ``at`` is a timezone-aware ``datetime`` or epoch seconds (default: now). Without ``key``
+        there is no bucket; ``mode`` is then the rule's mode (what keys inside the canary get).
         """
-        now = self._clock() if at is None else at
+        if isinstance(at, datetime):
+            if at.utcoffset() is None:
+                raise ValueError("explain(at=...) needs a timezone-aware datetime")
+            at = at.timestamp()
+        now = self._clock() if at is None else float(at)
         route = self._route(self._state, schema, track, now, cache=False)
         track = route.track
         rule = route.effective
@@ -437,7 +447,9 @@ class PolicyEngine:
             )
         else:
             parts.append(f"rule {rule.ref.pattern} at {rule.ref.file}:{rule.ref.line}")
-            if rule.ramp_times:
+            if rule.ramp_times and now < rule.ramp_times[0]:
+                parts.append(f"before the ramp's first step: canary {canary:g}%")
+            elif rule.ramp_times:
                 parts.append(f"ramp step in force gives canary {canary:g}%")
             else:
                 parts.append(f"canary {canary:g}%")
@@ -524,6 +536,12 @@ class PolicyEngine:
                 log.exception("hook %r failed in adjust_mode; ignored", adjuster)
                 continue
             if adjusted is not None:
+                if adjusted[0].rank > mode.rank:
+                    # Hooks step back (a guardrail falls to baseline); only policies add strictness.
+                    log.warning(
+                        "hook %r tried to raise %s to %s; ignored", adjuster, mode, adjusted[0]
+                    )
+                    continue
                 mode, note = adjusted
         return mode, note
 
@@ -535,17 +553,41 @@ class PolicyEngine:
                 log.exception("hook %r failed in after_evaluation; ignored", observer)
 
     def _no_schema(
-        self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str
+        self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str, now: float
     ) -> tuple[bool | None, Action, tuple[Violation, ...], str]:
         """SPEC §4: no usable schema, so ``on_registry_error`` decides."""
         error = slot.error
         why = str(error) if error is not None else "schema not fetched"
-        if rule.on_registry_error == "reject" and mode is Mode.STRICT:
+        rejected = rule.on_registry_error == "reject" and mode is Mode.STRICT
+        if slot.missing:
+            self._log_missing(slot, rejected, now)
+        if rejected:
             violation = Violation("", "registry", f"no usable schema: {why}")
             extra = f"no usable schema ({why}); rejected"
             return None, Action.REJECTED, (violation,), f"{note}; {extra}" if note else extra
         extra = f"no usable schema ({why}); skipped"
         return None, Action.SKIPPED, (), f"{note}; {extra}" if note else extra
+
+    def _log_missing(self, slot: SchemaSlot, rejected: bool, now: float) -> None:
+        # A schema the registry does not have is usually a producer's typo: say so, once per
+        # minute per (schema, track), and at most MISSING_LOG_BUDGET lines a minute in all, so
+        # a producer inventing names cannot flood the logs either.
+        if now - slot.last_logged < LOG_INTERVAL_SECONDS:
+            return
+        window = self._missing_log
+        if now - window[0] >= 60.0:
+            window[0], window[1] = now, 0
+        if window[1] >= MISSING_LOG_BUDGET:
+            return
+        window[1] += 1
+        slot.last_logged = now
+        log.warning(
+            "schema %s track %s is not in the registry; its payloads are %s",
+            slot.schema,
+            slot.track,
+            "rejected (on_registry_error: reject)" if rejected else "skipped, not validated",
+            extra={"schema": slot.schema, "track": slot.track},
+        )
 
     def _log_failure(self, decision: Decision, now: float) -> None:
         # Rate-limited per (schema, track): a bad producer cannot flood the logs.
@@ -569,7 +611,7 @@ class PolicyEngine:
             decision.track,
             decision.action,
             len(decision.violations),
-            first.path if first else "",
+            (first.path or "(root)") if first else "",
             first.keyword if first else "",
             f" ({suppressed} similar suppressed)" if suppressed else "",
             extra={

@@ -86,8 +86,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read SPEC §7's variables from ``environ`` (default ``os.environ``)."""
-        env = os.environ if environ is None else environ
+        """Read SPEC §7's variables from ``environ`` (default ``os.environ``).
+
+        A variable set to the empty string counts as unset (``VAR=`` lines in env files).
+        """
+        source = os.environ if environ is None else environ
+        env = {name: value for name, value in source.items() if value.strip()}
         values: dict[str, Any] = {}
         if "POLICY_PATHS" in env:
             values["policy_paths"] = tuple(p for p in env["POLICY_PATHS"].split(":") if p)

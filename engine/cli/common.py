@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -61,7 +60,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     settings = Settings.from_env(environ)
     changes: dict[str, Any] = {}
     if getattr(args, "policies", None):
-        changes["policy_paths"] = tuple(p for p in args.policies.split(os.pathsep) if p)
+        changes["policy_paths"] = tuple(p for p in args.policies.split(":") if p)
         changes["policy_paths_explicit"] = True
     if getattr(args, "registry", None):
         changes["registry_url"] = args.registry

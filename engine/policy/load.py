@@ -249,6 +249,19 @@ _FIELD_HELP = {
 }
 
 
+# pydantic's wording for type errors names Python types and our classes; say it in YAML terms.
+_FRIENDLY = {
+    "dict_type": "must be a mapping (indented 'key: value' lines or {key: value})",
+    "model_type": "must be a mapping (indented 'key: value' lines or {key: value})",
+    "model_attributes_type": "must be a mapping (indented 'key: value' lines or {key: value})",
+    "list_type": "must be a list ('- item' lines or [a, b])",
+    "string_type": "must be a string",
+    "float_type": "must be a number",
+    "int_type": "must be a whole number",
+    "bool_type": "must be true or false",
+}
+
+
 def _allowed_fields(parent: Path_) -> str:
     if not parent:
         return _FIELD_HELP["file"]
@@ -282,7 +295,7 @@ def _pydantic_problems(tree: _Tree, exc: ValidationError) -> None:
         if (loc, kind) in seen:
             continue
         seen.add((loc, kind))
-        message = str(err["msg"]).removeprefix("Value error, ")
+        message = _FRIENDLY.get(kind) or str(err["msg"]).removeprefix("Value error, ")
         if kind == "extra_forbidden":
             mark = tree.mark(loc, key=True)
             text = (
@@ -449,12 +462,17 @@ def _parse_file(
 def _check_names(parsed: _Parsed, problems: list[Problem]) -> None:
     for pattern in parsed.model.schemas:
         if is_glob(pattern):
-            try:
-                re.compile(fnmatch.translate(pattern))
-            except re.error as exc:
+            opened = pattern.find("[")
+            if opened != -1 and pattern.find("]", opened + 2) == -1:
                 line, col = parsed.tree.mark(("schemas", pattern), key=True)
                 problems.append(
-                    Problem(parsed.file, line, col, f"{pattern!r} is not a valid glob: {exc}")
+                    Problem(
+                        parsed.file,
+                        line,
+                        col,
+                        f"{pattern!r} has a '[' with no closing ']'; a glob class is written "
+                        "like [abc] or [!x]",
+                    )
                 )
         elif not SCHEMA_NAME_RE.match(pattern):
             line, col = parsed.tree.mark(("schemas", pattern), key=True)
@@ -552,7 +570,10 @@ def _entries(parsed: _Parsed) -> Iterator[PolicyEntry]:
 
 
 def _glob_conflicts(
-    globs: Sequence[PolicyEntry], names: Iterable[str], problems: list[Problem]
+    globs: Sequence[PolicyEntry],
+    names: Iterable[str],
+    problems: list[Problem],
+    exact: Mapping[str, PolicyEntry],
 ) -> None:
     reported: set[tuple[str, str]] = set()
     for name in sorted(set(names)):
@@ -570,7 +591,13 @@ def _glob_conflicts(
                 second.line,
                 second.column,
                 f"globs {first.pattern!r} ({first.where}) and {second.pattern!r} are equally "
-                f"specific and both match {name!r}; make one more specific or add an exact rule",
+                f"specific and both match {name!r}; make one more specific"
+                + (
+                    f" (the exact rule at {exact[name].where} decides {name!r} today, but the "
+                    "tie would decide it once that rule is gone)"
+                    if name in exact
+                    else f", or add an exact rule for {name!r}"
+                ),
             )
         )
 
@@ -589,7 +616,8 @@ def load_policy_set(
     Raises ``PolicyLoadError`` with every problem found; warnings ride on the returned set.
     """
     paths = list(paths)
-    files = discover_files(paths, missing_ok=missing_ok)
+    # Sorted across all paths too, so the checksum does not depend on the order they are given.
+    files = sorted(discover_files(paths, missing_ok=missing_ok), key=lambda f: (f[1], str(f[0])))
     problems: list[Problem] = []
     parsed: list[_Parsed] = []
     for path, relative in files:
@@ -620,7 +648,7 @@ def load_policy_set(
                 continue
             exact[entry.pattern] = entry
     globs.sort(key=lambda g: (-g.specificity, g.pattern, g.file, g.line))
-    _glob_conflicts(globs, [*exact, *known_schemas], problems)
+    _glob_conflicts(globs, [*exact, *known_schemas], problems, exact)
 
     problems.sort(key=lambda p: (p.file, p.line, p.column))
     if any(p.severity == "error" for p in problems):

@@ -208,6 +208,15 @@ class PolicyFile(_Model):
     )
 
     version: Literal[1] = Field(description="format version; only 1 exists")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _v_version(cls, value: object) -> object:
+        # Literal[1] alone would take 1.0 and True; the format version is the integer 1.
+        if type(value) is not int:
+            raise ValueError("version must be the integer 1")
+        return value
+
     defaults: Rule | None = Field(None, description="inherited by every rule in this file")
     schemas: dict[SchemaPattern, SchemaRule] = Field(
         default_factory=dict,

@@ -158,7 +158,12 @@ def rule_for(
 
 def parse_time(text: str) -> float:
     """Epoch seconds from an RFC 3339 time (``2026-12-01T00:00:00Z``); ``ValueError`` if not one."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an RFC 3339 time; write e.g. 2026-12-01T00:00:00Z"
+        ) from None
     if moment.utcoffset() is None:
         raise ValueError(f"{text!r} has no offset; write e.g. 2026-12-01T00:00:00Z")
     return moment.timestamp()

@@ -477,3 +477,13 @@ def test_python_dash_m_engine_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert json.loads(result.stdout)["title"] == "policy-engine policy file"
+
+
+def test_explain_rejects_a_time_that_is_not_rfc3339(policy_dir: Path) -> None:
+    """`--at yesterday` is a usage error that shows the expected form."""
+    code, _, err = run(
+        ["explain", "telemetry.FeedbackEvent", "--at", "yesterday", *common(policy_dir)]
+    )
+    assert code == 2
+    assert "RFC 3339" in err
+    assert "2026-12-01T00:00:00Z" in err

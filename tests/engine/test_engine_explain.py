@@ -159,3 +159,27 @@ def test_explain_to_dict_without_key_or_rule(make_engine):
     data = eng.explain("other.Thing", track="v1").to_dict()
     assert set(data) == EXPLAIN_KEYS
     assert (data["bucket"], data["in_canary"], data["rule"]) == (None, None, None)
+
+
+def test_explain_takes_an_aware_datetime_as_at(make_engine):
+    """`at` may be a timezone-aware datetime; it means the same instant as its epoch seconds."""
+    eng = make_engine(POLICY)
+    moment = datetime(2026, 7, 15, tzinfo=UTC)
+    by_datetime = eng.explain("shop.Order", track="v2", at=moment)
+    by_seconds = eng.explain("shop.Order", track="v2", at=moment.timestamp())
+    assert by_datetime.canary == by_seconds.canary == 10
+
+
+def test_explain_refuses_a_naive_datetime(make_engine):
+    """A naive datetime is ambiguous (which zone?), so explain refuses it with ValueError."""
+    eng = make_engine(POLICY)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        eng.explain("shop.Order", at=datetime(2026, 7, 15))
+
+
+def test_explain_says_when_no_ramp_step_is_in_force_yet(make_engine):
+    """Before a ramp's first step the reason says so instead of naming a step in force."""
+    eng = make_engine(POLICY)
+    explanation = eng.explain("shop.Order", track="v2", at=datetime(2026, 6, 1, tzinfo=UTC))
+    assert explanation.canary == 5
+    assert "before the ramp's first step" in explanation.reason

@@ -147,3 +147,13 @@ def test_one_object_can_be_both_kinds(make_engine, one_rule):
     d = eng.evaluate("shop.Order", INVALID, key="k")
     assert d.mode is Mode.WARN
     assert [seen for seen, _ in both.seen] == [d]
+
+
+def test_adjuster_cannot_raise_the_mode(make_engine, one_rule, caplog):
+    """An adjuster that returns a stricter mode is ignored and logged: hooks only step back."""
+    eng = make_engine(one_rule("shop.Order", "mode: warn"), hooks=(Escalate(),))
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        d = eng.evaluate("shop.Order", INVALID, key="k")
+    assert (d.mode, d.action) == (Mode.WARN, Action.LOGGED)
+    assert "escalated" not in d.reason
+    assert any("Escalate" in r.getMessage() for r in caplog.records)

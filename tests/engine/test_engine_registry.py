@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import string
 
@@ -279,3 +280,14 @@ def test_hostile_schema_names_are_skipped(tmp_path, policy_dir, clock, name):
         for track in (None, "v1", "../v2"):
             d = eng.evaluate(name, {"x": 1}, key="k", track=track)
             assert (d.action, d.valid) == (Action.SKIPPED, None)
+
+
+def test_a_schema_missing_from_the_registry_is_logged_once(make_engine, one_rule, caplog):
+    """Payloads of a schema the registry lacks are skipped; logged once, not per payload."""
+    eng = make_engine(one_rule("shop.Typo", "mode: strict"))
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        actions = [eng.evaluate("shop.Typo", {"a": 1}, key="k").action for _ in range(50)]
+    assert set(actions) == {Action.SKIPPED}
+    lines = [r.getMessage() for r in caplog.records if "not in the registry" in r.getMessage()]
+    assert len(lines) == 1
+    assert "shop.Typo" in lines[0]

@@ -180,3 +180,14 @@ def test_with_overrides_returns_a_changed_copy():
     base = Settings()
     changed = base.with_overrides(enforcement=Mode.STRICT)
     assert (base.enforcement, changed.enforcement) == (Mode.WARN, Mode.STRICT)
+
+
+def test_empty_variables_count_as_unset():
+    """`VAR=` (empty) means the default for every variable, as env files write unset values."""
+    names = [
+        "POLICY_PATHS", "POLICY_WATCH", "POLICY_FORCE_MODE", "REGISTRY_ENABLED", "REGISTRY_URL",
+        "REGISTRY_TOKEN", "REGISTRY_CACHE_TTL", "REGISTRY_TIMEOUT", "SCHEMA_PREFER_TRACK",
+        "SCHEMA_FALLBACK_TRACK", "REGISTRY_ENFORCEMENT", "METRICS_PORT", "POLICY_VALIDATOR",
+    ]  # fmt: skip
+    assert Settings.from_env({name: "" for name in names}) == Settings()
+    assert Settings.from_env({name: "  " for name in names}) == Settings()

@@ -476,3 +476,13 @@ def test_policy_json_schema_covers_the_repo_policies():
 def test_policy_json_schema_rejects_bad_documents(document: dict[str, Any]):
     """The published JSON Schema rejects unknown fields, wrong versions and bad values."""
     assert not _schema_validator().is_valid(document)
+
+
+def test_checksum_does_not_depend_on_the_order_of_paths(tmp_path: Path):
+    """The same files given in another order load as the same policy set (same checksum)."""
+    a = _write(tmp_path / "one" / "a.yaml", "version: 1\nschemas:\n  x.A: {mode: warn}\n")
+    b = _write(tmp_path / "two" / "b.yaml", "version: 1\nschemas:\n  x.B: {mode: strict}\n")
+    forward = load_policy_set([a.parent, b.parent])
+    backward = load_policy_set([b.parent, a.parent])
+    assert forward.checksum == backward.checksum
+    assert forward.files == backward.files
