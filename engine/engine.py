@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.decision import Action, Decision, Explanation, KeySource, Mode, RouteInfo, Violation
-from engine.errors import ConfigError, RegistryError, SchemaValidationError
-from engine.hooks import DecisionObserver, ModeAdjuster
+from engine.errors import ConfigError, PolicyError, RegistryError, SchemaValidationError
+from engine.hooks import DecisionObserver, ModeAdjuster, RegistryObserver, ReloadObserver
+from engine.metrics import EngineMetrics
 from engine.policy.bucket import (
     bucket_for,
     canary_threshold,
@@ -31,9 +32,13 @@ from engine.policy.bucket import (
 )
 from engine.policy.load import EMPTY_POLICY_SET, PolicySet, load_policy_set
 from engine.policy.resolve import EffectiveRule, rule_for
+from engine.reload import EngineStatus, PolicyWatcher, watch_roots
 from engine.schemas import LOG_INTERVAL_SECONDS, SchemaCache, SchemaSlot
 from engine.settings import Settings
 from engine.sources import SchemaSource, open_source
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("engine")
 logging.getLogger("engine").addHandler(logging.NullHandler())  # the application decides
@@ -167,6 +172,7 @@ class _Route(RouteInfo):
 _NEG = float("-inf")
 _POS = float("inf")
 _new_decision = object.__new__
+_perf_counter = time.perf_counter
 # Enum members bound once: `Mode.OFF` is a class attribute lookup costing ~70 ns on the hot path.
 _OFF, _STRICT = Mode.OFF, Mode.STRICT
 _ACCEPTED, _LOGGED, _REJECTED, _SKIPPED = (
@@ -209,19 +215,44 @@ class PolicyEngine:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         hooks: Sequence[object] = (),
+        metrics: bool = True,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._clock = clock
+        #: The Prometheus metrics hook (SPEC §8; ``engine.metrics``), ``None`` when
+        #: ``metrics=False``. Counts go to ``metrics_registry`` (default: the global registry).
+        self.metrics: EngineMetrics | None = None
+        if metrics:
+            self.metrics = EngineMetrics.create(
+                self,
+                metrics_registry,
+                clock=clock,
+                known_tracks=(self.settings.prefer_track, self.settings.fallback_track),
+                default_mode=self.settings.enforcement,
+            )
+            hooks = (*hooks, self.metrics)
+        elif metrics_registry is not None:
+            raise ConfigError("metrics_registry was given but metrics=False turns metrics off")
         self._adjusters: tuple[ModeAdjuster, ...] = tuple(
             h for h in hooks if isinstance(h, ModeAdjuster)
         )
         self._observers: tuple[DecisionObserver, ...] = tuple(
             h for h in hooks if isinstance(h, DecisionObserver)
         )
-        unknown = [h for h in hooks if h not in self._adjusters and h not in self._observers]
+        self._reload_observers: tuple[ReloadObserver, ...] = tuple(
+            h for h in hooks if isinstance(h, ReloadObserver)
+        )
+        #: Handed to sources that talk to a registry (they report requests and cache lookups).
+        self.registry_observers: tuple[RegistryObserver, ...] = tuple(
+            h for h in hooks if isinstance(h, RegistryObserver)
+        )
+        kinds = (ModeAdjuster, DecisionObserver, ReloadObserver, RegistryObserver)
+        unknown = [h for h in hooks if not isinstance(h, kinds)]
         if unknown:
             raise ConfigError(
-                f"hook {unknown[0]!r} has neither adjust_mode() nor after_evaluation()"
+                f"hook {unknown[0]!r} has none of adjust_mode(), after_evaluation(), "
+                "after_reload(), registry_request()/registry_cache()"
             )
         self._force = self.settings.force_mode
         self._force_note = f"capped by POLICY_FORCE_MODE={self._force}" if self._force else ""
@@ -239,6 +270,10 @@ class PolicyEngine:
         self._failure_log: dict[tuple[str, str], list[float]] = {}
         self._missing_log: list[float] = [float("-inf"), 0]
         self._reload_lock = threading.Lock()
+        self._last_error: PolicyError | None = None
+        self._last_error_at: float | None = None
+        self._last_success_at: float | None = None
+        self._watcher: PolicyWatcher | None = None
         if isinstance(policies, PolicySet):
             self._paths: tuple[str, ...] = ()
             self._state = _PolicyState(policies)
@@ -255,8 +290,15 @@ class PolicyEngine:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> PolicyEngine:
-        """An engine configured from SPEC §7's environment variables."""
-        return cls(settings=Settings.from_env(environ), **kwargs)
+        """An engine configured from SPEC §7's environment variables.
+
+        With ``POLICY_WATCH=true`` (the default) it hot-reloads its policy files; ``close()`` it
+        (or use it as a context manager) to stop the watcher thread.
+        """
+        engine = cls(settings=Settings.from_env(environ), **kwargs)
+        if engine.settings.policy_watch:
+            engine.start_watching()
+        return engine
 
     # ------------------------------------------------------------------ policy set
 
@@ -273,26 +315,81 @@ class PolicyEngine:
     def reload(self) -> bool:
         """Load the policy files again and swap them in whole; ``True`` if anything changed.
 
-        On any error raises ``PolicyLoadError`` and the policy set in force keeps serving.
+        On any error raises ``PolicyLoadError`` and the policy set in force keeps serving; the
+        error is kept in ``status()`` until a reload succeeds.
         """
         if not self._paths:
             return False
         with self._reload_lock:
-            policy_set = load_policy_set(
-                self._paths,
-                default_mode=self.settings.enforcement,
-                known_schemas=self._known_schema_names(),
-                missing_ok=self._missing_ok,
-            )
+            try:
+                policy_set = load_policy_set(
+                    self._paths,
+                    default_mode=self.settings.enforcement,
+                    known_schemas=self._known_schema_names(),
+                    missing_ok=self._missing_ok,
+                )
+            except PolicyError as exc:
+                self._last_error = exc
+                self._last_error_at = time.time()
+                self._notify_reload("error", exc)
+                raise
+            self._last_error = None
+            self._last_success_at = time.time()
             if policy_set.checksum == self._state.checksum:  # the checksum covers every file
+                self._notify_reload("unchanged", None)
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
-            self._state = _PolicyState(policy_set)  # one attribute write: the atomic swap
+            self._state = self._warm_state(policy_set)  # one attribute write: the atomic swap
             log.info(
                 "policy set %s loaded from %d file(s)", policy_set.checksum, len(policy_set.files)
             )
+            self._notify_reload("success", None)
             return True
+
+    def _warm_state(self, policy_set: PolicySet) -> _PolicyState:
+        """A state for ``policy_set`` with the routes traffic already uses resolved up front.
+
+        Runs in the reloading thread, so evaluation never pays for resolving a big set. A rule
+        that did not change keeps its resolved form and its remembered buckets.
+        """
+        old = self._state
+        state = _PolicyState(policy_set)
+        now = self._clock()
+        for (schema, track), old_route in list(old.routes.items()):
+            rule, _ = rule_for(policy_set, schema, old_route.track, self.settings.enforcement)
+            same = rule == old_route.effective
+            route = _Route(
+                old_route.effective if same else rule,
+                old_route.slot,
+                state.checksum,
+                old_route.expires,
+            )
+            if same:
+                route.buckets = old_route.buckets
+            route.canary_at(now)
+            state.routes[(schema, track)] = route
+        return state
+
+    def _notify_reload(self, result: str, error: BaseException | None) -> None:
+        for observer in self._reload_observers:
+            try:
+                observer.after_reload(result, self._state.policy_set, error)
+            except Exception:
+                log.exception("hook %r failed in after_reload; ignored", observer)
+
+    def status(self) -> EngineStatus:
+        """The policy set in force, the last reload error (if the latest attempt failed) and
+        when the files last loaded successfully."""
+        state = self._state
+        return EngineStatus(
+            checksum=state.checksum,
+            files=state.policy_set.files,
+            last_error=self._last_error,
+            last_error_at=self._last_error_at,
+            last_success_at=self._last_success_at,
+            watching=self._watcher is not None and self._watcher.running,
+        )
 
     def _known_schema_names(self) -> list[str]:
         if not self.settings.registry_enabled:
@@ -310,7 +407,7 @@ class PolicyEngine:
     ) -> Decision:
         """Resolve the mode of ``payload`` and validate it; never raises for a bad payload."""
         observers = self._observers
-        started = time.perf_counter() if observers else 0.0
+        started = _perf_counter() if observers else 0.0
         now = self._clock()
         route = self._state.routes.get((schema, track))
         if route is None or now >= route.expires:
@@ -368,8 +465,13 @@ class PolicyEngine:
         decision._note = note
         if valid is False:
             self._log_failure(decision, now)
-        if observers:
-            self._observe(decision, time.perf_counter() - started)
+        if observers:  # inlined rather than a method: one call less per payload
+            seconds = _perf_counter() - started
+            for observer in observers:
+                try:
+                    observer.after_evaluation(decision, seconds)
+                except Exception:
+                    log.exception("hook %r failed in after_evaluation; ignored", observer)
         return decision
 
     def resolve_mode(
@@ -545,13 +647,6 @@ class PolicyEngine:
                 mode, note = adjusted
         return mode, note
 
-    def _observe(self, decision: Decision, seconds: float) -> None:
-        for observer in self._observers:
-            try:
-                observer.after_evaluation(decision, seconds)
-            except Exception:
-                log.exception("hook %r failed in after_evaluation; ignored", observer)
-
     def _no_schema(
         self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str, now: float
     ) -> tuple[bool | None, Action, tuple[Violation, ...], str]:
@@ -628,8 +723,31 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def start_watching(self) -> bool:
+        """Hot-reload the policy files when their directories change (SPEC §9).
+
+        Runs a background thread (stopped by ``close()``); returns ``False`` when there is
+        nothing to watch (a ``PolicySet`` was given, or no policy directory exists).
+        """
+        if self._watcher is not None and self._watcher.running:
+            return True
+        roots = watch_roots(self._paths)
+        if not roots:
+            return False
+        self._watcher = PolicyWatcher(self, roots)
+        self._watcher.start()
+        log.info("watching %s for policy changes", ", ".join(str(r) for r in roots))
+        return True
+
+    def stop_watching(self) -> None:
+        """Stop the hot-reload thread, if one runs."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
     def close(self) -> None:
-        """Release the schema source."""
+        """Stop watching and release the schema source."""
+        self.stop_watching()
         self.source.close()
 
     def __enter__(self) -> PolicyEngine:
