@@ -8,7 +8,6 @@ happens once per policy set or schema version.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from engine.policy.bucket import (
     key_text,
     payload_hash_key,
 )
-from engine.policy.load import EMPTY_POLICY_SET, PolicySet, load_policy_set
+from engine.policy.load import EMPTY_POLICY_SET, ParseCache, PolicySet, load_policy_set
 from engine.policy.resolve import EffectiveRule, rule_for
 from engine.reload import EngineStatus, PolicyWatcher, watch_roots
 from engine.schemas import LOG_INTERVAL_SECONDS, SchemaCache, SchemaSlot
@@ -258,7 +257,11 @@ class PolicyEngine:
         self._force_note = f"capped by POLICY_FORCE_MODE={self._force}" if self._force else ""
         if not self.settings.registry_enabled:
             self._force, self._force_note = Mode.OFF, "REGISTRY_ENABLED=false: not validated"
-        self.source = open_source(registry if registry is not None else self.settings.registry_url)
+        self.source = open_source(
+            registry if registry is not None else self.settings.registry_url,
+            self.settings,
+            self.registry_observers,
+        )
         self._schemas = SchemaCache(
             self.source,
             backend=self.settings.validator_backend,
@@ -267,9 +270,11 @@ class PolicyEngine:
             fallback_track=self.settings.fallback_track,
             clock=clock,
         )
-        self._failure_log: dict[tuple[str, str], list[float]] = {}
+        # (schema, track, rejected?) -> [last logged at, suppressed since]
+        self._failure_log: dict[tuple[str, str, bool], list[float]] = {}
         self._missing_log: list[float] = [float("-inf"), 0]
         self._reload_lock = threading.Lock()
+        self._parse_cache = ParseCache()
         self._last_error: PolicyError | None = None
         self._last_error_at: float | None = None
         self._last_success_at: float | None = None
@@ -327,6 +332,7 @@ class PolicyEngine:
                     default_mode=self.settings.enforcement,
                     known_schemas=self._known_schema_names(),
                     missing_ok=self._missing_ok,
+                    cache=self._parse_cache,
                 )
             except PolicyError as exc:
                 self._last_error = exc
@@ -342,7 +348,10 @@ class PolicyEngine:
                 log.warning("policy: %s", warning)
             self._state = self._warm_state(policy_set)  # one attribute write: the atomic swap
             log.info(
-                "policy set %s loaded from %d file(s)", policy_set.checksum, len(policy_set.files)
+                "policy set %s loaded from %d file(s)",
+                policy_set.checksum,
+                len(policy_set.files),
+                extra={"checksum": policy_set.checksum, "files": len(policy_set.files)},
             )
             self._notify_reload("success", None)
             return True
@@ -508,7 +517,7 @@ class PolicyEngine:
         if self.settings.registry_enabled and self._schemas.needs_fetch(
             schema, track, self._clock()
         ):
-            await asyncio.to_thread(self._schemas.prepare, schema, track, self._clock())
+            await self._schemas.aprepare(schema, track, self._clock())
         return self.evaluate(schema, payload, key=key, track=track)
 
     async def aenforce(
@@ -685,8 +694,11 @@ class PolicyEngine:
         )
 
     def _log_failure(self, decision: Decision, now: float) -> None:
-        # Rate-limited per (schema, track): a bad producer cannot flood the logs.
-        pair = (decision.schema, decision.track)
+        # Rate-limited per (schema, track), logged and rejected apart (so "similar suppressed"
+        # is true): a bad producer cannot flood the logs. Payload values (quoted by violation
+        # messages) are logged only with POLICY_LOG_VALUES=true.
+        rejected = decision.action is _REJECTED
+        pair = (decision.schema, decision.track, rejected)
         entry = self._failure_log.get(pair)
         if entry is None:
             if len(self._failure_log) >= MAX_ROUTES:
@@ -698,27 +710,32 @@ class PolicyEngine:
         suppressed = int(entry[1])
         entry[0], entry[1] = now, 0.0
         first = decision.violations[0] if decision.violations else None
-        level = logging.ERROR if decision.action is Action.REJECTED else logging.WARNING
+        extra: dict[str, Any] = {
+            "schema": decision.schema,
+            "track": decision.track,
+            "mode": decision.mode.value,
+            "action": decision.action.value,
+            "rule": str(decision.rule) if decision.rule else None,
+            "checksum": decision.policy_checksum,
+            "violation_count": len(decision.violations),
+            "suppressed": suppressed,
+        }
+        detail = ""
+        if self.settings.log_values:
+            extra["violations"] = [v.to_dict() for v in decision.violations]
+            detail = f" ({first.message})" if first else ""
         decision_log.log(
-            level,
-            "%s %s %s: %d violation(s), first %s %s%s",
+            logging.ERROR if rejected else logging.WARNING,
+            "%s %s %s: %d violation(s), first %s %s%s%s",
             decision.schema,
             decision.track,
             decision.action,
             len(decision.violations),
             (first.path or "(root)") if first else "",
             first.keyword if first else "",
+            detail,
             f" ({suppressed} similar suppressed)" if suppressed else "",
-            extra={
-                "schema": decision.schema,
-                "track": decision.track,
-                "mode": decision.mode.value,
-                "action": decision.action.value,
-                "rule": str(decision.rule) if decision.rule else None,
-                "checksum": decision.policy_checksum,
-                "violation_count": len(decision.violations),
-                "suppressed": suppressed,
-            },
+            extra=extra,
         )
 
     # ------------------------------------------------------------------ lifecycle
