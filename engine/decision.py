@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.policy.bucket import bucket_for, key_from_payload, payload_hash_key
+
+if TYPE_CHECKING:
+    from engine.policy.resolve import EffectiveRule
 
 KeySource = Literal["argument", "payload", "hash"]
 
@@ -93,23 +96,16 @@ class RouteInfo:
     Decisions point at this instead of copying it, which keeps building a Decision cheap.
     """
 
-    __slots__ = ("checksum", "key_path", "rule", "salt_prefix", "schema", "track")
+    __slots__ = ("checksum", "effective", "key_path", "rule", "salt_prefix", "schema", "track")
 
-    def __init__(
-        self,
-        schema: str,
-        track: str,
-        rule: RuleRef | None,
-        checksum: str,
-        salt_prefix: str,
-        key_path: tuple[str, ...] | None,
-    ) -> None:
-        self.schema = schema
-        self.track = track
-        self.rule = rule
+    def __init__(self, effective: EffectiveRule, checksum: str) -> None:
+        self.effective = effective
+        self.schema = effective.schema
+        self.track = effective.track
+        self.rule = effective.ref
         self.checksum = checksum
-        self.salt_prefix = salt_prefix
-        self.key_path = key_path
+        self.salt_prefix = effective.salt_prefix
+        self.key_path = effective.key_path
 
 
 class Decision:
@@ -177,6 +173,11 @@ class Decision:
     def rule(self) -> RuleRef | None:
         """Where the rule that decided is written; ``None`` for the global default."""
         return self._route.rule
+
+    @property
+    def effective_rule(self) -> EffectiveRule:
+        """The resolved rule that decided (inheritance applied): mode, baseline, canary, ..."""
+        return self._route.effective
 
     @property
     def policy_checksum(self) -> str:

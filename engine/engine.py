@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.decision import Action, Decision, Explanation, KeySource, Mode, RouteInfo, Violation
 from engine.errors import ConfigError, PolicyError, RegistryError, SchemaValidationError
+from engine.guardrail import Guardrails
 from engine.hooks import DecisionObserver, ModeAdjuster, RegistryObserver, ReloadObserver
 from engine.metrics import EngineMetrics
 from engine.policy.bucket import (
@@ -69,7 +70,6 @@ class _Route(RouteInfo):
     __slots__ = (
         "buckets",
         "canary_state",
-        "effective",
         "expires",
         "key_field",
         "mode_in",
@@ -80,10 +80,7 @@ class _Route(RouteInfo):
     def __init__(
         self, rule: EffectiveRule, slot: SchemaSlot, checksum: str, expires: float
     ) -> None:
-        super().__init__(
-            rule.schema, rule.track, rule.ref, checksum, rule.salt_prefix, rule.key_path
-        )
-        self.effective = rule
+        super().__init__(rule, checksum)
         self.slot = slot
         self.expires = expires  # when a track chosen by the registry must be chosen again
         path = rule.key_path
@@ -246,6 +243,14 @@ class PolicyEngine:
         self.registry_observers: tuple[RegistryObserver, ...] = tuple(
             h for h in hooks if isinstance(h, RegistryObserver)
         )
+        # Guardrails (SPEC §9) are a built-in hook, switched into the hot path only while the
+        # policy set in force has a guardrail (see _use_hooks_for).
+        self.guardrails = Guardrails(
+            clock,
+            listeners=[self.metrics.set_guardrail_tripped] if self.metrics is not None else [],
+        )
+        self._user_adjusters = self._adjusters
+        self._user_observers = self._observers
         kinds = (ModeAdjuster, DecisionObserver, ReloadObserver, RegistryObserver)
         unknown = [h for h in hooks if not isinstance(h, kinds)]
         if unknown:
@@ -282,6 +287,7 @@ class PolicyEngine:
         if isinstance(policies, PolicySet):
             self._paths: tuple[str, ...] = ()
             self._state = _PolicyState(policies)
+            self._use_hooks_for(policies)
         else:
             if policies is None:
                 self._paths = self.settings.policy_paths
@@ -346,6 +352,7 @@ class PolicyEngine:
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
+            self._use_hooks_for(policy_set)
             self._state = self._warm_state(policy_set)  # one attribute write: the atomic swap
             log.info(
                 "policy set %s loaded from %d file(s)",
@@ -355,6 +362,15 @@ class PolicyEngine:
             )
             self._notify_reload("success", None)
             return True
+
+    def _use_hooks_for(self, policy_set: PolicySet) -> None:
+        """Put the guardrail hook in the evaluation path only when some rule has a guardrail."""
+        if policy_set.has_guardrails:
+            self._adjusters = (*self._user_adjusters, self.guardrails)
+            self._observers = (*self._user_observers, self.guardrails)
+        else:
+            self._adjusters = self._user_adjusters
+            self._observers = self._user_observers
 
     def _warm_state(self, policy_set: PolicySet) -> _PolicyState:
         """A state for ``policy_set`` with the routes traffic already uses resolved up front.
@@ -398,6 +414,7 @@ class PolicyEngine:
             last_error_at=self._last_error_at,
             last_success_at=self._last_success_at,
             watching=self._watcher is not None and self._watcher.running,
+            guardrails=tuple(self.guardrails.tripped(self._clock())),
         )
 
     def _known_schema_names(self) -> list[str]:

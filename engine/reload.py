@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import watchfiles
 
 from engine.errors import PolicyError, PolicyLoadError
+from engine.guardrail import TrippedGuardrail
 
 if TYPE_CHECKING:
     from engine.engine import PolicyEngine
@@ -44,6 +45,7 @@ class EngineStatus:
     last_error_at: float | None
     last_success_at: float | None
     watching: bool
+    guardrails: tuple[TrippedGuardrail, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -65,6 +67,15 @@ class EngineStatus:
             "last_error_at": self.last_error_at,
             "last_success_at": self.last_success_at,
             "watching": self.watching,
+            "guardrails_tripped": [
+                {
+                    "schema": g.schema,
+                    "track": g.track,
+                    "reject_rate": g.reject_rate,
+                    "until": g.until,
+                }
+                for g in self.guardrails
+            ],
         }
 
 

@@ -9,7 +9,7 @@ keeps rollouts readable: a level that writes ``canary`` without ``ramp`` drops a
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from engine.decision import Mode, RuleRef
@@ -59,6 +59,10 @@ class EffectiveRule:
         if i == 0:
             return self.canary if self.canary_explicit else 0.0
         return self.ramp_canaries[i - 1]
+
+    def same_policy(self, other: EffectiveRule) -> bool:
+        """Equal in everything that decides (where it is written may differ: ``ref``)."""
+        return replace(self, ref=None) == replace(other, ref=None)
 
     def fixed_mode(self) -> Mode | None:
         """The mode every key gets when the bucket cannot matter, else ``None``.
