@@ -13,9 +13,13 @@ from engine.errors import (
     PolicyLoadError,
     Problem,
     RegistryError,
+    RegistryServerError,
     RegistryUnavailableError,
+    SchemaIdNotFoundError,
     SchemaNotFoundError,
     SchemaValidationError,
+    SubjectNotFoundError,
+    VersionNotFoundError,
 )
 from engine.hooks import DecisionObserver, ModeAdjuster
 from engine.policy.bucket import bucket_for
@@ -23,6 +27,7 @@ from engine.policy.load import PolicySet, load_policy_set
 from engine.settings import Settings
 from engine.sources import SchemaDocument, SchemaSource
 from engine.sources.embedded import DirectorySchemaSource
+from engine.sources.http import HttpSchemaSource
 
 __all__ = [
     "Action",
@@ -32,6 +37,7 @@ __all__ = [
     "DirectorySchemaSource",
     "EngineError",
     "Explanation",
+    "HttpSchemaSource",
     "InvalidSchemaError",
     "Mode",
     "ModeAdjuster",
@@ -41,13 +47,17 @@ __all__ = [
     "PolicySet",
     "Problem",
     "RegistryError",
+    "RegistryServerError",
     "RegistryUnavailableError",
     "RuleRef",
     "SchemaDocument",
+    "SchemaIdNotFoundError",
     "SchemaNotFoundError",
     "SchemaSource",
     "SchemaValidationError",
     "Settings",
+    "SubjectNotFoundError",
+    "VersionNotFoundError",
     "Violation",
     "bucket_for",
     "load_policy_set",

@@ -213,6 +213,7 @@ class PolicyEngine:
         hooks: Sequence[object] = (),
         metrics: bool = True,
         metrics_registry: CollectorRegistry | None = None,
+        guardrails: bool = True,
     ) -> None:
         self.settings = settings or Settings()
         self._clock = clock
@@ -249,6 +250,7 @@ class PolicyEngine:
             clock,
             listeners=[self.metrics.set_guardrail_tripped] if self.metrics is not None else [],
         )
+        self._guardrails_on = guardrails
         self._user_adjusters = self._adjusters
         self._user_observers = self._observers
         kinds = (ModeAdjuster, DecisionObserver, ReloadObserver, RegistryObserver)
@@ -365,7 +367,7 @@ class PolicyEngine:
 
     def _use_hooks_for(self, policy_set: PolicySet) -> None:
         """Put the guardrail hook in the evaluation path only when some rule has a guardrail."""
-        if policy_set.has_guardrails:
+        if self._guardrails_on and policy_set.has_guardrails:
             self._adjusters = (*self._user_adjusters, self.guardrails)
             self._observers = (*self._user_observers, self.guardrails)
         else:

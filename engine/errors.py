@@ -6,10 +6,17 @@
     ├── ConfigError                   a bad setting (env variable or constructor argument)
     ├── PolicyError                   policy files
     │   └── PolicyLoadError           a policy set failed to load; carries every Problem found
-    ├── RegistryError                 where schemas come from
+    ├── RegistryError                 where schemas come from; .schema, .track, .error_code
     │   ├── SchemaNotFoundError       the registry answered: no such schema or track
+    │   │   ├── SubjectNotFoundError  HTTP registry error 40401: no such subject
+    │   │   ├── VersionNotFoundError  HTTP registry error 40402: the subject has no such version
+    │   │   └── SchemaIdNotFoundError HTTP registry error 40403: no schema with that id
     │   ├── InvalidSchemaError        the registry answered with an unusable schema
     │   └── RegistryUnavailableError  no answer (timeout, connection refused, 5xx, garbage)
+    │       └── RegistryServerError   the registry answered with a server error (HTTP 5xx)
+    ├── LoopError                     the consume loop (``engine.loop``): brokers, files, the DLQ
+    │   ├── SourceError               reading or acknowledging messages failed
+    │   └── SinkError                 writing to an output or a dead-letter queue failed
     └── SchemaValidationError         a payload rejected in strict mode (raised by ``enforce`` only)
 
 A bad payload is never an exception by itself: ``evaluate`` returns it as a ``Decision`` with
@@ -85,16 +92,40 @@ class PolicyLoadError(PolicyError):
 
 
 class RegistryError(EngineError):
-    """Getting a schema from the registry failed."""
+    """Getting a schema from the registry failed.
 
-    def __init__(self, message: str, *, schema: str | None = None, track: str | None = None):
+    ``error_code`` is the registry's own code when it sent one (a Confluent-compatible registry
+    answers ``{"error_code": 40401, "message": ...}``), else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        schema: str | None = None,
+        track: str | None = None,
+        error_code: int | None = None,
+    ):
         self.schema = schema
         self.track = track
+        self.error_code = error_code
         super().__init__(message)
 
 
 class SchemaNotFoundError(RegistryError):
     """The registry answered and has no such schema or track (a definite "no")."""
+
+
+class SubjectNotFoundError(SchemaNotFoundError):
+    """An HTTP registry has no such subject (error code 40401)."""
+
+
+class VersionNotFoundError(SchemaNotFoundError):
+    """An HTTP registry has the subject but not that version (error code 40402)."""
+
+
+class SchemaIdNotFoundError(SchemaNotFoundError):
+    """An HTTP registry has no schema with that id (error code 40403)."""
 
 
 class InvalidSchemaError(RegistryError):
@@ -103,6 +134,10 @@ class InvalidSchemaError(RegistryError):
 
 class RegistryUnavailableError(RegistryError):
     """The registry could not be asked (outage, timeout, garbage answer): a transient fault."""
+
+
+class RegistryServerError(RegistryUnavailableError):
+    """An HTTP registry answered with a server error (HTTP 5xx, error codes 5xxxx)."""
 
 
 class SchemaValidationError(EngineError):
@@ -127,3 +162,22 @@ class SchemaValidationError(EngineError):
             f"{decision.schema} ({decision.track}) rejected in {self.enforcement_mode} mode: "
             f"{summary}{more}"
         )
+
+
+class LoopError(EngineError):
+    """The consume loop could not talk to a source or a sink (``engine.loop``).
+
+    ``endpoint`` describes where (a file path or a ``redis://`` URL without credentials).
+    """
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class SourceError(LoopError):
+    """Reading or acknowledging messages failed; unacknowledged messages will be redelivered."""
+
+
+class SinkError(LoopError):
+    """Writing to an output or a dead-letter queue failed; the messages stay unacknowledged."""

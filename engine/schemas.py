@@ -4,20 +4,31 @@ Per payload this is a dict lookup and one comparison with the expiry time. A ref
 ``SchemaSource`` again; a new version is compiled once, an unchanged one keeps its validator, and a
 failed refresh keeps serving the last good validator (stale-if-error, SPEC §4). Track choice
 (SPEC §3.1) is cached the same way and falls back only on a definite "not found".
+
+Track choice and prefetching are written once, as plans (generators yielding the slots that need
+a fetch), and driven two ways: ``choose_track``/``prepare`` refresh with ``source.fetch``,
+``aprepare`` with ``await source.afetch`` when the source has one (``HttpSchemaSource``), else
+``source.fetch`` in a worker thread. Either way the event loop never waits on registry I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
+from typing import TypeAlias, TypeVar
 
 from engine.errors import RegistryError, RegistryUnavailableError, SchemaNotFoundError
 from engine.sources import SchemaDocument, SchemaSource
 from engine.validate import Backend, CompiledSchema, compile_schema
 
 log = logging.getLogger("engine.registry")
+
+T = TypeVar("T")
+#: A plan yields the slots that must be refreshed before it can go on, and returns its answer.
+SlotPlan: TypeAlias = Generator["SchemaSlot", None, T]
 
 #: Most (schema, track) slots kept; names beyond it (a producer inventing names) are evicted
 #: oldest first, so memory stays bounded whatever arrives.
@@ -67,6 +78,9 @@ class SchemaCache:
         self._tracks: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._compiled: OrderedDict[tuple[str, str, str], CompiledSchema] = OrderedDict()
         self._lock = threading.Lock()
+        # Held while compiling: callers that fetched the same new version at once (after a
+        # single-flight registry request) wait for one compilation instead of each compiling.
+        self._compile_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lookups (hot path)
 
@@ -96,17 +110,20 @@ class SchemaCache:
         Returns the track and the time until which the choice holds. Only a definite "not
         found" for the preferred track falls back; an outage keeps the preferred track.
         """
+        return self._run(self._choose_track_plan(schema, now), now)
+
+    def _choose_track_plan(self, schema: str, now: float) -> SlotPlan[tuple[str, float]]:
         cached = self._tracks.get(schema)
         if cached is not None and now < cached[1]:
             return cached
         slot = self.slot(schema, self.prefer_track)
         if now >= slot.expires:
-            self.refresh(slot, now)
+            yield slot
         track = self.prefer_track
         if slot.missing and slot.compiled is None:
             fallback = self.slot(schema, self.fallback_track)
             if now >= fallback.expires:
-                self.refresh(fallback, now)
+                yield fallback
             if not fallback.missing:
                 track = self.fallback_track
             elif fallback.compiled is None:
@@ -132,11 +149,44 @@ class SchemaCache:
 
     def prepare(self, schema: str, track: str | None, now: float) -> None:
         """Fetch whatever ``schema``/``track`` needs, so the next lookup is a cache hit."""
+        self._run(self._prepare_plan(schema, track, now), now)
+
+    async def aprepare(self, schema: str, track: str | None, now: float) -> None:
+        """``prepare`` for asyncio: registry I/O never blocks the event loop.
+
+        A source with ``afetch`` (``HttpSchemaSource``) is awaited on the loop; any other
+        source is called in a worker thread.
+        """
+        afetch = getattr(self.source, "afetch", None)
+        if afetch is None:
+            await asyncio.to_thread(self.prepare, schema, track, now)
+            return
+        plan = self._prepare_plan(schema, track, now)
+        try:
+            slot = next(plan)
+            while True:
+                await self.arefresh(slot, now, afetch)
+                slot = plan.send(None)
+        except StopIteration:
+            return
+
+    def _prepare_plan(self, schema: str, track: str | None, now: float) -> SlotPlan[None]:
         if track is None:
-            track = self.choose_track(schema, now)[0]
+            track = (yield from self._choose_track_plan(schema, now))[0]
         slot = self.slot(schema, track)
         if now >= slot.expires:
-            self.refresh(slot, now)
+            yield slot
+
+    def _run(self, plan: SlotPlan[T], now: float) -> T:
+        """Drive ``plan``, refreshing each slot it asks for with the blocking ``fetch``."""
+        try:
+            slot = next(plan)
+            while True:
+                self.refresh(slot, now)
+                slot = plan.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     # ------------------------------------------------------------------ refresh
 
@@ -145,48 +195,81 @@ class SchemaCache:
         try:
             doc = self.source.fetch(slot.schema, slot.track)
             compiled = self._compile(doc)
-        except SchemaNotFoundError as exc:
-            slot.compiled, slot.error, slot.missing = None, exc, True
-            slot.expires = now + self.ttl
-            with self._lock:
-                self._missing[(slot.schema, slot.track)] = None
+        except Exception as exc:
+            self._failed(slot, now, exc)
             return
-        except Exception as exc:  # a fault of any kind: keep serving what we have
-            if not isinstance(exc, RegistryError):
-                exc = RegistryUnavailableError(
-                    f"schema source failed: {type(exc).__name__}: {exc}",
-                    schema=slot.schema,
-                    track=slot.track,
-                )
-            # ``missing`` is kept: an outage says nothing new about whether the track exists
-            slot.error = exc
-            slot.expires = now + min(self.ttl, ERROR_RETRY_SECONDS)
-            if now - slot.last_logged >= LOG_INTERVAL_SECONDS:
-                slot.last_logged = now
-                served = "serving the cached schema" if slot.compiled else "no schema to serve"
-                log.warning(
-                    "schema registry error for %s %s: %s (%s)",
-                    slot.schema,
-                    slot.track,
-                    exc,
-                    served,
-                    extra={"schema": slot.schema, "track": slot.track},
-                )
+        self._succeeded(slot, now, compiled)
+
+    async def arefresh(
+        self,
+        slot: SchemaSlot,
+        now: float,
+        afetch: Callable[[str, str], Awaitable[SchemaDocument]],
+    ) -> None:
+        """``refresh`` for asyncio, fetching with ``afetch``; a new version compiles in a thread."""
+        try:
+            doc = await afetch(slot.schema, slot.track)
+            compiled = self._compiled.get((doc.schema, doc.track, doc.version))
+            if compiled is None:
+                compiled = await asyncio.to_thread(self._compile, doc)
+        except Exception as exc:
+            self._failed(slot, now, exc)
             return
+        self._succeeded(slot, now, compiled)
+
+    def _expiry(self, now: float, seconds: float) -> float:
+        # Counted from when the fetch ended, not began: a source with a TTL cache of its own
+        # (HttpSchemaSource) has then always expired too when the slot does, so a changed
+        # schema is picked up after one TTL, not two.
+        return max(now, self._clock()) + seconds
+
+    def _succeeded(self, slot: SchemaSlot, now: float, compiled: CompiledSchema) -> None:
         slot.compiled, slot.error, slot.missing = compiled, None, False
-        slot.expires = now + self.ttl
+        slot.expires = self._expiry(now, self.ttl)
         if self._missing:
             with self._lock:
                 self._missing.pop((slot.schema, slot.track), None)
+
+    def _failed(self, slot: SchemaSlot, now: float, exc: Exception) -> None:
+        if isinstance(exc, SchemaNotFoundError):
+            slot.compiled, slot.error, slot.missing = None, exc, True
+            slot.expires = self._expiry(now, self.ttl)
+            with self._lock:
+                self._missing[(slot.schema, slot.track)] = None
+            return
+        # A fault of any kind: keep serving what we have.
+        if not isinstance(exc, RegistryError):
+            exc = RegistryUnavailableError(
+                f"schema source failed: {type(exc).__name__}: {exc}",
+                schema=slot.schema,
+                track=slot.track,
+            )
+        # ``missing`` is kept: an outage says nothing new about whether the track exists
+        slot.error = exc
+        slot.expires = self._expiry(now, min(self.ttl, ERROR_RETRY_SECONDS))
+        if now - slot.last_logged >= LOG_INTERVAL_SECONDS:
+            slot.last_logged = now
+            served = "serving the cached schema" if slot.compiled else "no schema to serve"
+            log.warning(
+                "schema registry error for %s %s: %s (%s)",
+                slot.schema,
+                slot.track,
+                exc,
+                served,
+                extra={"schema": slot.schema, "track": slot.track},
+            )
 
     def _compile(self, doc: SchemaDocument) -> CompiledSchema:
         # Keyed by version: an unchanged schema is never compiled twice.
         key = (doc.schema, doc.track, doc.version)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = compile_schema(doc, self.backend)
-            with self._lock:
-                self._compiled[key] = compiled
-                if len(self._compiled) > MAX_SLOTS:
-                    self._compiled.popitem(last=False)
+            with self._compile_lock:
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    compiled = compile_schema(doc, self.backend)
+                    with self._lock:
+                        self._compiled[key] = compiled
+                        if len(self._compiled) > MAX_SLOTS:
+                            self._compiled.popitem(last=False)
         return compiled

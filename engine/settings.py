@@ -15,6 +15,7 @@ from typing import Any
 from engine.decision import Mode
 from engine.errors import ConfigError
 from engine.policy.model import TRACK_RE
+from engine.sources.subjects import DEFAULT_SUBJECT_TEMPLATE, subject_template_problem
 from engine.validate import BACKENDS, Backend
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,11 +63,15 @@ class Settings:
     registry_token: Secret = field(default_factory=lambda: Secret(""))
     registry_cache_ttl: float = 300.0
     registry_timeout: float = 30.0
+    #: Subject of (schema, track) in an HTTP registry; ``{schema}`` and ``{track}`` once each.
+    registry_subject_template: str = DEFAULT_SUBJECT_TEMPLATE
     prefer_track: str = "v2"
     fallback_track: str = "v1"
     enforcement: Mode = Mode.WARN
     metrics_port: int | None = None
     validator_backend: Backend = "rust"
+    #: Put violation messages (which quote payload values) in failure logs: ``POLICY_LOG_VALUES``.
+    log_values: bool = False
 
     def __post_init__(self) -> None:
         if self.force_mode is Mode.STRICT:
@@ -81,6 +86,11 @@ class Settings:
             raise ConfigError("REGISTRY_CACHE_TTL must be >= 0 seconds")
         if self.registry_timeout <= 0:
             raise ConfigError("REGISTRY_TIMEOUT must be > 0 seconds")
+        problem = subject_template_problem(self.registry_subject_template)
+        if problem is not None:
+            raise ConfigError(
+                f"REGISTRY_SUBJECT_TEMPLATE={self.registry_subject_template!r} {problem}"
+            )
         if self.validator_backend not in BACKENDS:
             raise ConfigError(f"validator backend must be one of {', '.join(BACKENDS)}")
 
@@ -116,6 +126,8 @@ class Settings:
             values["registry_cache_ttl"] = _number(env, "REGISTRY_CACHE_TTL", minimum=0)
         if "REGISTRY_TIMEOUT" in env:
             values["registry_timeout"] = _number(env, "REGISTRY_TIMEOUT", minimum=0.001)
+        if env.get("REGISTRY_SUBJECT_TEMPLATE", "").strip():
+            values["registry_subject_template"] = env["REGISTRY_SUBJECT_TEMPLATE"].strip()
         for var, attr in (
             ("SCHEMA_PREFER_TRACK", "prefer_track"),
             ("SCHEMA_FALLBACK_TRACK", "fallback_track"),
@@ -144,6 +156,8 @@ class Settings:
                     f"POLICY_VALIDATOR={env['POLICY_VALIDATOR']!r}: use {' or '.join(BACKENDS)}"
                 )
             values["validator_backend"] = backend
+        if "POLICY_LOG_VALUES" in env:
+            values["log_values"] = _bool(env, "POLICY_LOG_VALUES")
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -228,10 +228,13 @@ def _python_violations(errors: Iterator[Any]) -> tuple[Violation, ...]:
 
 
 def _compile_rust(doc: SchemaDocument) -> CompiledSchema:
-    registry = None
-    if doc.references:
-        registry = jsonschema_rs.Registry(list(doc.references.items()), retriever=_refuse_retrieval)
     try:
+        # Inside the try: building the registry already resolves the references' own $refs.
+        registry = None
+        if doc.references:
+            registry = jsonschema_rs.Registry(
+                list(doc.references.items()), retriever=_refuse_retrieval
+            )
         validator = jsonschema_rs.validator_for(
             doc.document,
             validate_formats=True,

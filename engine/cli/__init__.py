@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO
 
 from engine import __version__
-from engine.cli import check, inspect, replay
+from engine.cli import check, inspect, plan, replay
 from engine.cli.common import EXIT_USAGE, CommandError, Streams, configure_logging
 from engine.errors import ConfigError, EngineError
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.register(sub)
     inspect.register(sub)
     replay.register(sub)
+    plan.register(sub)
     return parser
 
 
@@ -56,7 +57,11 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    configure_logging(getattr(args, "log_level", "warning"), streams.stderr)
+    configure_logging(
+        getattr(args, "log_level", "warning"),
+        streams.stderr,
+        getattr(args, "log_format", "text"),
+    )
     try:
         code: int = args.run(args, streams)
     except (CommandError, ConfigError) as exc:

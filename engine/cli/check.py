@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Mapping
 
 from engine.cli.common import EXIT_FAIL, EXIT_OK, Streams, add_common, settings_from, write_json
 from engine.errors import ConfigError, PolicyLoadError, Problem, RegistryError
-from engine.policy.load import PolicySet, load_policy_set
+from engine.policy.diff import diff_policy_sets, pairs_to_compare
+from engine.policy.load import PolicySet, load_policy_set, load_policy_texts
 from engine.policy.model import policy_json_schema
-from engine.sources import open_source
+from engine.settings import Settings
+from engine.sources import open_source, redact_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="text (default), json (same as --json) or github (workflow annotations)",
     )
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
+    check.add_argument(
+        "--base",
+        metavar="REF",
+        help="also warn about rollbacks against git revision REF: a lower mode or canary, "
+        "or an edited ramp step in the past",
+    )
     check.set_defaults(run=run_check)
 
     schema = sub.add_parser(
@@ -95,6 +104,35 @@ def registry_warnings(policy_set: PolicySet, known: Mapping[str, tuple[str, ...]
     return found
 
 
+def _ratchet(
+    base: str,
+    paths: list[str],
+    policy_set: PolicySet,
+    known: Mapping[str, tuple[str, ...]],
+    settings: Settings,
+) -> list[Problem]:
+    """Ratchet warnings of the working tree against the policy set at git revision ``base``."""
+    from engine.cli.plan import files_at_revision  # plan's git reader; imported when used
+
+    try:
+        before = load_policy_texts(
+            files_at_revision(base, paths), default_mode=settings.enforcement, known_schemas=known
+        )
+    except PolicyLoadError:
+        return [
+            Problem(
+                base, 0, 0, f"the policy set at {base} does not load; no ratchet check", "warning"
+            )
+        ]
+    pairs = pairs_to_compare(
+        before, policy_set, known, (settings.prefer_track, settings.fallback_track)
+    )
+    changes = diff_policy_sets(
+        before, policy_set, pairs, default_mode=settings.enforcement, now=time.time()
+    )
+    return [warning for change in changes for warning in change.warnings]
+
+
 def _github_escape(text: str, *, prop: bool = False) -> str:
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if prop:
@@ -110,14 +148,16 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
     policy_set: PolicySet | None = None
     known: Mapping[str, tuple[str, ...]] = {}
     try:
-        source = open_source(settings.registry_url)
+        source = open_source(settings.registry_url, settings)
         try:
             known = source.known_schemas()
         finally:
             source.close()
     except (RegistryError, ConfigError) as exc:
         problems.append(
-            Problem(settings.registry_url, 0, 0, f"registry not checked: {exc}", "warning")
+            Problem(
+                redact_url(settings.registry_url), 0, 0, f"registry not checked: {exc}", "warning"
+            )
         )
     try:
         policy_set = load_policy_set(paths, default_mode=settings.enforcement, known_schemas=known)
@@ -126,6 +166,8 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
             problems.extend(registry_warnings(policy_set, known))
     except PolicyLoadError as exc:
         problems.extend(exc.problems)
+    if args.base and policy_set is not None:
+        problems.extend(_ratchet(args.base, paths, policy_set, known, settings))
 
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]

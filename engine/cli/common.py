@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from engine.engine import PolicyEngine
 from engine.errors import ConfigError, PolicyLoadError
+from engine.logs import JsonLogFormatter
 from engine.settings import Settings
 
 EXIT_OK = 0
@@ -42,14 +43,21 @@ def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> No
     parser.add_argument(
         "--registry",
         metavar="URL",
-        help="schema registry: a directory of <schema>/<track>.json or file:// path "
-        "(default: $REGISTRY_URL or 'schemas')",
+        help="schema registry: a directory of <schema>/<track>.json, a file:// path, or the "
+        "http(s):// URL of a Confluent-compatible registry (default: $REGISTRY_URL or 'schemas')",
     )
     parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
         help="log records at this level and above go to stderr (default: warning)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, or as one JSON object each with the structured fields "
+        "(schema, track, mode, action, rule, checksum, violation_count, ...) (default: text)",
     )
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -69,11 +77,14 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     return settings.with_overrides(**changes)
 
 
-def build_engine(args: argparse.Namespace, streams: Streams) -> PolicyEngine:
-    """The engine the command runs with; a policy set that fails to load stops the command."""
+def build_engine(args: argparse.Namespace, streams: Streams, **options: Any) -> PolicyEngine:
+    """The engine the command runs with; a policy set that fails to load stops the command.
+
+    ``options`` go to ``PolicyEngine`` (``guardrails=False`` for offline analysis).
+    """
     settings = settings_from(args, streams.environ)
     try:
-        return PolicyEngine(settings=settings)
+        return PolicyEngine(settings=settings, **options)
     except PolicyLoadError as exc:
         for problem in exc.problems:
             streams.stderr.write(f"{problem}\n")
@@ -85,10 +96,13 @@ def build_engine(args: argparse.Namespace, streams: Streams) -> PolicyEngine:
         raise CommandError(str(exc)) from exc
 
 
-def configure_logging(level: str, stderr: IO[str]) -> None:
-    """Log records of the ``engine`` tree to stderr, one line each."""
+def configure_logging(level: str, stderr: IO[str], log_format: str = "text") -> None:
+    """Log records of the ``engine`` tree to stderr, one line each (``json``: one object)."""
     handler = logging.StreamHandler(stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("engine")
     for old in [h for h in root.handlers if isinstance(h, logging.StreamHandler)]:
         root.removeHandler(old)

@@ -689,6 +689,33 @@ def load_policy_set(
             parsed.append(item)
     if cache is not None:
         cache.keep_only({(str(path), relative, default_mode) for path, relative in files})
+    return _assemble(parsed, problems, known_schemas)
+
+
+def load_policy_texts(
+    files: Iterable[tuple[str, str, bytes]],
+    *,
+    default_mode: Mode = Mode.WARN,
+    known_schemas: Iterable[str] = (),
+) -> PolicySet:
+    """Load a policy set from contents in hand: ``(display name, relative path, bytes)`` each.
+
+    What ``plan`` uses for the files of a git revision, which exist only as ``git show`` output;
+    problems are reported under the display names.
+    """
+    problems: list[Problem] = []
+    parsed: list[_Parsed] = []
+    for display, relative, data in sorted(files, key=lambda f: (f[1], f[0])):
+        item = _parse_bytes(display, relative, data, problems, default_mode)
+        if item is not None:
+            parsed.append(item)
+    return _assemble(parsed, problems, known_schemas)
+
+
+def _assemble(
+    parsed: list[_Parsed], problems: list[Problem], known_schemas: Iterable[str]
+) -> PolicySet:
+    """Parsed files -> one checked, checksummed PolicySet (or PolicyLoadError)."""
 
     exact: dict[str, PolicyEntry] = {}
     globs: list[PolicyEntry] = []

@@ -10,13 +10,16 @@ A source answers three ways, and the engine treats them differently (SPEC §3.1,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
-from engine.errors import ConfigError
+if TYPE_CHECKING:
+    from engine.hooks import RegistryObserver
+    from engine.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +58,43 @@ class SchemaSource(Protocol):
         ...
 
 
-def open_source(registry: str | PathLike[str] | SchemaSource) -> SchemaSource:
+def open_source(
+    registry: str | PathLike[str] | SchemaSource,
+    settings: Settings | None = None,
+    observers: Sequence[RegistryObserver] = (),
+) -> SchemaSource:
     """The ``SchemaSource`` a ``REGISTRY_URL`` names (SPEC §7), or ``registry`` if it is one.
 
-    A directory or ``file://`` path is the embedded registry.
+    A directory or ``file://`` path is the embedded registry; an ``http://`` or ``https://`` URL
+    is a Confluent-compatible registry (``HttpSchemaSource``), configured from ``settings``
+    (token, timeout, cache TTL, subject template; the defaults without it) and reporting its
+    requests and cache lookups to ``observers``.
     """
     if isinstance(registry, SchemaSource):
         return registry
     text = str(registry)
     if text.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"REGISTRY_URL={text!r}: HTTP schema registries are not supported by this version "
-            "yet; use the embedded registry (a directory of <schema>/<track>.json files)"
-        )
+        from engine.settings import Settings
+        from engine.sources.http import HttpSchemaSource
+
+        return HttpSchemaSource.from_settings(text, settings or Settings(), observers)
     from engine.sources.embedded import DirectorySchemaSource
 
     return DirectorySchemaSource(text.removeprefix("file://"))
 
 
-__all__ = ["SchemaDocument", "SchemaSource", "open_source"]
+def redact_url(url: str) -> str:
+    """``url`` without the user info (``https://user:secret@host`` -> ``https://host``).
+
+    For every message that names a registry: a password in ``REGISTRY_URL`` never reaches logs.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+__all__ = ["SchemaDocument", "SchemaSource", "open_source", "redact_url"]
