@@ -112,7 +112,7 @@ def test_plan_does_not_flag_editing_a_future_ramp_step(repo: Path) -> None:
 def test_plan_sample_counts_payloads_that_change_action(repo: Path, tmp_path: Path) -> None:
     """With --sample, invalid payloads moving from logged to rejected are counted per track."""
     # v2 goes from a 25 % canary (ramp step in force) to every key strict
-    (repo / "policies" / "t.yaml").write_text(TELEMETRY.split("        canary: 25")[0])
+    (repo / "policies" / "t.yaml").write_text(TELEMETRY.split("        canary: 25", maxsplit=1)[0])
     invalid = {"event_id": "not-a-uuid"}
     sample = tmp_path / "sample.jsonl"
     lines = [
