@@ -202,6 +202,14 @@ class Decision:
         return self._key_source
 
     @property
+    def key(self) -> str:
+        """The canary key as text (the argument, the value at the rule's key path, or a hash)."""
+        if self._key is None:
+            self._resolve_key()
+        assert self._key is not None
+        return self._key
+
+    @property
     def bucket(self) -> int:
         """The payload's canary bucket, 0..9999."""
         if self._bucket < 0:

@@ -33,6 +33,7 @@ from engine.policy.bucket import (
 from engine.policy.load import EMPTY_POLICY_SET, ParseCache, PolicySet, load_policy_set
 from engine.policy.resolve import EffectiveRule, rule_for
 from engine.reload import EngineStatus, PolicyWatcher, watch_roots
+from engine.report import DriftRecorder, DriftReport
 from engine.schemas import LOG_INTERVAL_SECONDS, SchemaCache, SchemaSlot
 from engine.settings import Settings
 from engine.sources import SchemaSource, open_source
@@ -214,6 +215,7 @@ class PolicyEngine:
         metrics: bool = True,
         metrics_registry: CollectorRegistry | None = None,
         guardrails: bool = True,
+        record_drift: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self._clock = clock
@@ -231,6 +233,10 @@ class PolicyEngine:
             hooks = (*hooks, self.metrics)
         elif metrics_registry is not None:
             raise ConfigError("metrics_registry was given but metrics=False turns metrics off")
+        #: Drift per schema/track of the traffic seen, for ``report()`` (``record_drift=True``).
+        self.drift: DriftRecorder | None = DriftRecorder() if record_drift else None
+        if self.drift is not None:
+            hooks = (*hooks, self.drift)
         self._adjusters: tuple[ModeAdjuster, ...] = tuple(
             h for h in hooks if isinstance(h, ModeAdjuster)
         )
@@ -758,6 +764,16 @@ class PolicyEngine:
         )
 
     # ------------------------------------------------------------------ lifecycle
+
+    def report(self) -> DriftReport:
+        """Drift of the traffic this engine evaluated: failure rates, failing paths, worst keys
+        and a readiness verdict per schema/track (see ``engine.report``).
+
+        Needs ``PolicyEngine(..., record_drift=True)``, which counts every decision.
+        """
+        if self.drift is None:
+            raise ConfigError("drift is not recorded; build the engine with record_drift=True")
+        return self.drift.report()
 
     def start_watching(self) -> bool:
         """Hot-reload the policy files when their directories change (SPEC §9).

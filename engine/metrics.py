@@ -708,6 +708,7 @@ class EngineMetrics:
         self._known_lock = threading.Lock()
         self._learned_schemas: set[str] = set()
         self._learned_tracks: set[str] = set()
+        self._listed: Mapping[str, Iterable[str]] = {}
         #: When the policy files last loaded successfully (the hook's clock), or ``None``.
         self.last_success: float | None = None
 
@@ -748,11 +749,13 @@ class EngineMetrics:
         return known
 
     def _refresh(self, policy_set: PolicySet | None) -> _Known:
-        registry: Mapping[str, Iterable[str]] = {}
+        # A listing that fails keeps the last good one: a registry outage during a reload must
+        # not turn every schema into "unknown".
+        registry = self._listed
         engine = self._engine() if self._engine is not None else None
         if engine is not None and engine.settings.registry_enabled:
             try:
-                registry = engine.source.known_schemas()
+                registry = self._listed = dict(engine.source.known_schemas())
             except RegistryError as exc:
                 log.warning("cannot list the registry's schemas for metric labels: %s", exc)
             except Exception:  # a broken source must not break a reload
@@ -791,13 +794,12 @@ class EngineMetrics:
     def after_reload(
         self, result: str, policy_set: PolicySet | None, error: BaseException | None
     ) -> None:
-        """Count the attempt; on success, note the time and what the new set knows."""
+        """Count the attempt; when the files loaded, note the time and list what is known again
+        (the registry may have new schemas even when the policy files did not change)."""
         self._count("policy_reloads_total", (result,))
         if result in ("success", "unchanged"):
             self.last_success = self.clock()
-            known = self._known
-            if result == "success" or known is None or known.checksum != _checksum(policy_set):
-                self._refresh(policy_set)
+            self._refresh(policy_set)
 
     # -- RegistryObserver
 
@@ -829,10 +831,6 @@ class EngineMetrics:
     def after_evaluation(self, decision: Decision, seconds: float) -> None:
         """Count one decision and its duration."""
         raise NotImplementedError
-
-
-def _checksum(policy_set: PolicySet | None) -> str | None:
-    return policy_set.checksum if policy_set is not None else None
 
 
 class FastEngineMetrics(EngineMetrics):
@@ -893,7 +891,9 @@ class FastEngineMetrics(EngineMetrics):
     def _new_shard(self) -> _Shard:
         shard = _Shard(self, threading.current_thread())
         self._local.shard = shard
-        self._shards.append(shard)
+        with self._known_lock:  # finished threads' shards now live on in the store only
+            self._shards = [s for s in self._shards if s.thread.is_alive()]
+            self._shards.append(shard)
         self._store.add_shard(shard)
         return shard
 

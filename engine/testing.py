@@ -105,6 +105,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops connections when 100 clients arrive at once
 
     def __init__(self, address: tuple[str, int], registry: FakeSchemaRegistry) -> None:
         self.registry = registry
@@ -116,6 +117,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real registries do
+    # Headers and body go out in two writes; with Nagle on, the second waits ~40 ms for the
+    # client's delayed ACK of the first.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:

@@ -5,25 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from engine.cli.common import EXIT_OK, CommandError, Streams, add_common, build_engine, write_json
-from engine.decision import Action, Decision
+from engine.decision import Action
 from engine.engine import PolicyEngine
 from engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
+from engine.report import DEFAULT_BAR, SERIES_POINTS, DriftRecorder, GroupDrift
 
 #: Bad lines are all counted; this many are described on stderr.
 SHOWN_BAD_LINES = 20
-_INDEX = re.compile(r"/\d+(?=/|$)")
-
-
-def fold_indices(pointer: str) -> str:
-    """A JSON Pointer with array indices folded to ``*``: ``/bars/3/close`` -> ``/bars/*/close``."""
-    return _INDEX.sub("/*", pointer)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +34,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--top", type=int, default=5, metavar="N", help="failing paths shown per group (5)"
     )
     replay.add_argument(
+        "--bar",
+        type=float,
+        default=DEFAULT_BAR,
+        metavar="PERCENT",
+        help=f"readiness bar: at most this percent invalid (default {DEFAULT_BAR:g})",
+    )
+    replay.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    replay.add_argument(
         "--progress",
         choices=["auto", "always", "never"],
         default="auto",
@@ -49,41 +49,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_common(replay)
     replay.set_defaults(run=run_replay)
-
-
-@dataclass
-class Group:
-    """Counts for one (schema, track)."""
-
-    schema: str
-    track: str
-    actions: Counter[str] = field(default_factory=Counter)
-    invalid: int = 0
-    paths: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def add(self, decision: Decision) -> None:
-        self.actions[decision.action.value] += 1
-        if decision.valid is False:
-            self.invalid += 1
-            for violation in decision.violations:
-                self.paths[(fold_indices(violation.path), violation.keyword)] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.actions.values())
-
-    def to_dict(self, top: int) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "track": self.track,
-            "total": self.total,
-            "invalid": self.invalid,
-            **{action.value: self.actions[action.value] for action in Action},
-            "top_paths": [
-                {"path": path, "keyword": keyword, "count": count}
-                for (path, keyword), count in self.paths.most_common(top)
-            ],
-        }
 
 
 class Progress:
@@ -135,9 +100,9 @@ def replay_feed(
     name: str,
     stderr: IO[str],
     progress: Progress,
-) -> tuple[dict[tuple[str, str], Group], int, int]:
-    """Evaluate every envelope; the groups, the number evaluated and the number of bad lines."""
-    groups: dict[tuple[str, str], Group] = {}
+    recorder: DriftRecorder,
+) -> tuple[int, int]:
+    """Evaluate every envelope into ``recorder``; the number evaluated and of bad lines."""
     total = bad = 0
     done_bytes = 0
     for number, line in read_lines(stream):
@@ -155,12 +120,7 @@ def replay_feed(
                 decision = engine.evaluate(
                     envelope.schema, envelope.payload, key=envelope.key, track=envelope.track
                 )
-                group = groups.get((decision.schema, decision.track))
-                if group is None:
-                    group = groups[(decision.schema, decision.track)] = Group(
-                        decision.schema, decision.track
-                    )
-                group.add(decision)
+                recorder.after_evaluation(decision, 0.0)
                 total += 1
                 progress.update(done_bytes, total)
                 continue
@@ -169,10 +129,10 @@ def replay_feed(
         elif bad == SHOWN_BAD_LINES + 1:
             stderr.write(f"{name}: more bad lines; only the first {SHOWN_BAD_LINES} are shown\n")
     progress.update(done_bytes, total, final=True)
-    return groups, total, bad
+    return total, bad
 
 
-def _table(groups: list[Group], top: int, total: int, bad: int) -> str:
+def _table(groups: list[GroupDrift], top: int, total: int, bad: int) -> str:
     headers = ["schema", "track", "total", "invalid", "accepted", "logged", "rejected", "skipped"]
     rows = [
         [
@@ -207,6 +167,8 @@ def run_replay(args: argparse.Namespace, streams: Streams) -> int:
     """Replay a feed and print the table (or JSON)."""
     if args.top < 0:
         raise CommandError("--top must be 0 or more")
+    if not 0 <= args.bar <= 100:
+        raise CommandError("--bar is a percentage, 0 to 100")
     # Per-failure log lines would drown the table; the table is the report.
     logging.getLogger("engine.decisions").setLevel(logging.CRITICAL)
     stream, size = _open(args.file, streams)
@@ -216,27 +178,55 @@ def run_replay(args: argparse.Namespace, streams: Streams) -> int:
     try:
         # Offline, the whole feed arrives "at once": a guardrail's time window would see it
         # all and trip, which says nothing about the policies. Replay judges the policies.
+        # ~SERIES_POINTS points in the failure-rate chart, guessing ~400 bytes per line
+        recorder = DriftRecorder(slice_size=max(50, (size or 0) // (SERIES_POINTS * 400)))
         with build_engine(args, streams, guardrails=False) as engine:
-            groups, total, bad = replay_feed(
+            total, bad = replay_feed(
                 engine,
                 stream,
                 name=args.file,
                 stderr=streams.stderr,
                 progress=Progress(streams.stderr, size, enabled),
+                recorder=recorder,
             )
     finally:
         if stream is not streams.stdin:
             stream.close()
-    ordered = sorted(groups.values(), key=lambda g: (g.schema, g.track))
+    report = recorder.report()
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as handle:
+                handle.write(report.to_html(args.bar, title=f"policy-engine replay of {args.file}"))
+        except OSError as exc:
+            raise CommandError(f"{args.html}: cannot write: {exc.strerror or exc}") from None
     if args.json:
         write_json(
             streams.stdout,
             {
                 "total": total,
                 "bad_lines": bad,
-                "groups": [g.to_dict(args.top) for g in ordered],
+                "bar_percent": args.bar,
+                "groups": [_group_json(g, args.top, args.bar) for g in report.groups],
             },
         )
     else:
-        streams.stdout.write(_table(ordered, args.top, total, bad))
+        streams.stdout.write(_table(report.groups, args.top, total, bad))
+        streams.stdout.write(f"\nreadiness (bar: at most {args.bar:g} % invalid):\n")
+        streams.stdout.write(report.to_text(args.bar, args.top))
     return EXIT_OK
+
+
+def _group_json(group: GroupDrift, top: int, bar: float) -> dict[str, Any]:
+    """SPEC §6's replay group, plus ``invalid`` and the ``drift`` details."""
+    return {
+        "schema": group.schema,
+        "track": group.track,
+        "total": group.total,
+        "invalid": group.invalid,
+        **{action.value: group.actions[action.value] for action in Action},
+        "top_paths": [
+            {"path": path, "keyword": keyword, "count": count}
+            for (path, keyword), count in group.paths.most_common(top)
+        ],
+        "drift": group.to_dict(bar, top),
+    }

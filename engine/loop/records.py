@@ -86,6 +86,8 @@ class Message:
     fields: Mapping[bytes, bytes] | None = None
     #: True when the broker delivered it before (read again after a crash, or claimed).
     redelivered: bool = False
+    #: Why the source could not read it as bytes (a line over the size limit), else ``None``.
+    problem: str | None = None
 
     def entry_fields(self) -> dict[bytes, bytes]:
         """The fields of a Redis entry carrying this message (a file line becomes ``data``)."""
@@ -433,4 +435,3 @@ def parse_dead_letter_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> Sto
 #: A clock: seconds since the epoch.
 Clock = Callable[[], float]
 default_clock: Clock = time.time
-

@@ -21,9 +21,11 @@ The answer's ``schema`` field is a JSON string and is parsed; ``schemaType`` mus
 Caching and outages (SPEC §4): ``latest`` is kept for ``cache_ttl`` seconds; only one request per
 subject is in flight (concurrent callers, threads or asyncio tasks, wait for it); when the
 registry fails (timeout, connection error, 5xx, garbage) the last good schema is served and the
-subject is not asked again before a backoff with jitter has passed, so an outage costs at most
-one ``timeout`` per subject per backoff period. During that period a subject with no cached
-schema fails at once with ``RegistryUnavailableError``.
+subject is not asked again before a backoff with jitter has passed. A request that cannot reach
+the registry at all (timeout, connection error) also opens a registry-wide backoff: no subject
+asks until it has passed, so a hung registry costs one ``timeout`` per backoff period in all,
+not one per subject. Meanwhile a subject with no cached schema fails at once with
+``RegistryUnavailableError``.
 
 How it is built (sans-I/O, so the sync and async forms share every decision):
 
@@ -519,6 +521,11 @@ class _Cache:
     """The cache state machine: fresh → hit; in flight → wait; backing off → stale or fail;
     else → fetch (this caller becomes the one request in flight).
 
+    Two backoffs: per key after any failed request (5xx, garbage, timeout, ...), and for the
+    whole registry after a request that could not reach it (timeout, connection error). While
+    the registry is unreachable no key asks it, so a hung registry costs one timeout per
+    backoff period in all, not one per subject.
+
     Pure state under one lock, no I/O: the sync and async drivers both run through it.
     """
 
@@ -544,6 +551,24 @@ class _Cache:
         self._max = max_entries
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._down_until = float("-inf")  # the registry is unreachable until then
+        self._down_failures = 0
+        self._down_error: RegistryError | None = None
+
+    def reached(self, failure: RegistryError | None) -> None:
+        """Whether one request reached the registry (any HTTP answer) or not (``failure``).
+
+        Failures while the registry is already known unreachable (requests that started
+        before) do not lengthen the backoff: only a failed retry does.
+        """
+        now = self.clock()
+        with self._lock:
+            if failure is None:
+                self._down_until, self._down_failures, self._down_error = float("-inf"), 0, None
+            elif now >= self._down_until:
+                self._down_failures += 1
+                self._down_until = now + self.backoff(self._down_failures)
+                self._down_error = failure
 
     def begin(self, key: tuple[Any, ...], *, is_async: bool) -> _Step:
         """Decide how to answer a lookup of ``key`` now."""
@@ -560,7 +585,7 @@ class _Cache:
                 return _Step("hit", key, entry)
             if entry.flight is not None:
                 return _Step("wait", key, entry, entry.flight)
-            if now < entry.retry_at:
+            if now < entry.retry_at or now < self._down_until:
                 return _Step("stale" if entry.value is not None else "fail", key, entry)
             entry.flight = _Flight(is_async, now, time.monotonic() + self.timeout)
             return _Step("fetch", key, entry, entry.flight)
@@ -575,20 +600,28 @@ class _Cache:
     def served(self, step: _Step) -> _Outcome:
         """The outcome of a lookup answered without a request (hit, stale, or fail)."""
         entry = step.entry
+        now = self.clock()
         with self._lock:
             value, error, failure = entry.value, entry.error, entry.last_failure
-            retry_in = entry.retry_at - self.clock()
+            own = now < entry.retry_at
+            retry_in = max(entry.retry_at, self._down_until) - now
+            down = self._down_error
         if step.kind == "hit":
             return _Outcome(value=value, error=error, result="hit")
         if step.kind == "stale":
             return _Outcome(value=value, result="stale")
-        assert failure is not None
-        note = RegistryUnavailableError(
-            f"{failure}; not asked again for {max(retry_in, 0.0):.1f} s",
-            schema=failure.schema,
-            track=failure.track,
-            error_code=failure.error_code,
-        )
+        wait = f"not asked again for {max(retry_in, 0.0):.1f} s"
+        if own and failure is not None:
+            note = RegistryUnavailableError(
+                f"{failure}; {wait}",
+                schema=failure.schema,
+                track=failure.track,
+                error_code=failure.error_code,
+            )
+        else:
+            note = RegistryUnavailableError(
+                f"schema registry {self._where} is unreachable (last error: {down}); {wait}"
+            )
         return _Outcome(error=note)
 
     def finish(
@@ -1109,7 +1142,9 @@ class HttpSchemaSource:
         try:
             call = next(plan)
             while True:
-                outcome, answer = classify(call, self._send(call, deadline), self.url)
+                reply = self._send(call, deadline)
+                outcome, answer = classify(call, reply, self.url)
+                self._cache.reached(answer if reply.failure is not None else None)
                 self._report_request(outcome)
                 call = (
                     plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)
@@ -1215,7 +1250,9 @@ class HttpSchemaSource:
         try:
             call = next(plan)
             while True:
-                outcome, answer = classify(call, await self._asend(call, deadline), self.url)
+                reply = await self._asend(call, deadline)
+                outcome, answer = classify(call, reply, self.url)
+                self._cache.reached(answer if reply.failure is not None else None)
                 self._report_request(outcome)
                 call = (
                     plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)

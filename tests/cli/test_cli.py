@@ -417,7 +417,7 @@ def test_replay_table_shows_counts_and_top_paths(policy_dir: Path, tmp_path: Pat
     row = lines[2].split()
     assert row[:4] == ["telemetry.FeedbackEvent", "v2", "3", "3"]
     assert lines[3].split() == ["3", "/event_id", "[format]"]
-    assert lines[-1] == "3 envelope(s) evaluated, 0 bad line(s)"
+    assert "3 envelope(s) evaluated, 0 bad line(s)" in lines
 
 
 def test_replay_progress_bar_only_when_asked_or_on_a_terminal(
