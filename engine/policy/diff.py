@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from engine.decision import Mode
 from engine.errors import Problem
+from engine.policy.bucket import BUCKETS, canary_threshold
 from engine.policy.load import PolicySet
 from engine.policy.resolve import EffectiveRule, rule_for
 
@@ -82,41 +84,47 @@ def _fields(before: EffectiveRule, after: EffectiveRule) -> tuple[str, ...]:
     return tuple(changed)
 
 
+def lowered_shares(
+    before: EffectiveRule, after: EffectiveRule, now: float
+) -> list[tuple[float, Mode, Mode]]:
+    """``(percent of keys, mode before, mode after)`` for every share of keys whose mode drops.
+
+    Buckets are monotone, so the key space splits at the two canary thresholds into at most
+    three ranges, each with one mode before and one after. (With a changed ``salt`` keys move
+    between buckets; the shares are then what they are, not the same keys.)
+    """
+    tb = canary_threshold(before.canary_at(now))
+    ta = canary_threshold(after.canary_at(now))
+    edges = sorted({0, min(tb, BUCKETS), min(ta, BUCKETS), BUCKETS})
+    lowered: list[tuple[float, Mode, Mode]] = []
+    for lo, hi in pairwise(edges):
+        if hi <= lo:
+            continue
+        was = before.mode if lo < tb else before.baseline
+        becomes = after.mode if lo < ta else after.baseline
+        if becomes.rank < was.rank:
+            lowered.append(((hi - lo) / 100, was, becomes))
+    return lowered
+
+
 def ratchet_warnings(
     before: EffectiveRule, after: EffectiveRule, now: float
 ) -> tuple[Problem, ...]:
-    """Rollbacks to make deliberate: a lower mode or canary, or a past ramp step edited."""
+    """Rollbacks to make deliberate: keys whose mode drops, or a past ramp step edited."""
     where = after.ref or before.ref
     file, line, column = (where.file, where.line, 1) if where else ("(global default)", 0, 0)
     name = f"{after.schema} {after.track}"
-    found: list[Problem] = []
-    if after.mode.rank < before.mode.rank:
-        found.append(
-            Problem(
-                file, line, column, f"{name}: mode lowered {before.mode} -> {after.mode}", "warning"
-            )
+    context = (
+        f"(mode {before.mode} -> {after.mode}, canary in force "
+        f"{before.canary_at(now):g}% -> {after.canary_at(now):g}%)"
+    )
+    found = [
+        Problem(
+            file, line, column, f"{name}: {share:g}% of keys lowered {was} -> {now_mode} {context}",
+            "warning",
         )
-    elif after.baseline.rank < before.baseline.rank and after.mode is before.mode:
-        found.append(
-            Problem(
-                file,
-                line,
-                column,
-                f"{name}: baseline lowered {before.baseline} -> {after.baseline}",
-                "warning",
-            )
-        )
-    was, now_canary = before.canary_at(now), after.canary_at(now)
-    if now_canary < was and after.mode is not Mode.OFF:
-        found.append(
-            Problem(
-                file,
-                line,
-                column,
-                f"{name}: canary in force lowered {was:g}% -> {now_canary:g}%",
-                "warning",
-            )
-        )
+        for share, was, now_mode in lowered_shares(before, after, now)
+    ]  # fmt: skip
     past_before = [
         (at, c) for at, c in zip(before.ramp_times, before.ramp_canaries, strict=True) if at <= now
     ]
@@ -132,7 +140,7 @@ def ratchet_warnings(
                 f"{name}: a ramp step already in the past was edited or removed",
                 "warning",
             )
-        )
+        )  # fmt: skip
     return tuple(found)
 
 

@@ -95,8 +95,17 @@ def test_plan_warns_when_the_canary_is_lowered(repo: Path) -> None:
     (change,) = json.loads(out)["changes"]
     assert code == 0
     messages = [w["message"] for w in change["warnings"]]
-    assert any("canary in force lowered 25% -> 5%" in m for m in messages)
+    assert any("20% of keys lowered strict -> warn" in m for m in messages)
     assert any("ramp step already in the past" in m for m in messages)
+
+
+def test_plan_does_not_flag_a_stricter_rule_with_a_smaller_canary(repo: Path) -> None:
+    """warn for all keys -> strict for 5 % (warn for the rest) lowers nobody: no warning."""
+    edit(repo, "    mode: warn\n    tracks:", "    mode: strict\n    canary: 5\n    tracks:")
+    code, out, _ = run(["plan", "--base", "HEAD", "--at", "2026-06-01T00:00:00Z", "--json"])
+    changes = {(c["schema"], c["track"]): c for c in json.loads(out)["changes"]}
+    assert code == 0
+    assert changes[("telemetry.FeedbackEvent", "v1")]["warnings"] == []
 
 
 def test_plan_does_not_flag_editing_a_future_ramp_step(repo: Path) -> None:
@@ -149,7 +158,7 @@ def test_plan_github_format_is_a_markdown_table(repo: Path) -> None:
     assert code == 0
     assert out.startswith("### policy-engine plan")
     assert "| `telemetry.FeedbackEvent` | v1 | mode" in out
-    assert "mode lowered warn -> off" in out
+    assert "100% of keys lowered warn -> off" in out
 
 
 def test_plan_with_an_unknown_revision_is_a_usage_error(repo: Path) -> None:
@@ -179,6 +188,6 @@ def test_check_base_adds_ratchet_warnings_without_failing(repo: Path) -> None:
     result = json.loads(out)
     assert code == 0
     warnings = [p["message"] for p in result["problems"] if p["severity"] == "warning"]
-    assert any("mode lowered strict -> warn" in m for m in warnings)
+    assert any("25% of keys lowered strict -> warn" in m for m in warnings)
     strict_code, _, _ = run(["check", "--base", "HEAD", "--strict"])
     assert strict_code == 1
