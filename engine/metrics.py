@@ -6,15 +6,15 @@ metrics off). The hook is a ``DecisionObserver``, a ``ReloadObserver`` and a
 ``RegistryObserver``; the DLQ and guardrails report through ``count_dlq`` and
 ``set_guardrail_tripped``.
 
-How counting stays cheap (the budget is 1 µs per payload, SPEC issue 5): prometheus-client's
-``Counter.inc`` and ``Histogram.observe`` take a lock each (0.3 µs and 0.6 µs measured), so the
-hot path does not call them. Per payload the hook adds 1 to a plain ``int`` in a list that
-belongs to the calling thread (a per-thread *shard*), found through two dict lookups by the
-schema and track strings, and bisects the duration into fixed buckets. A custom ``Collector``
-sums the shards when Prometheus scrapes. Each shard has one writer, so no increment is ever lost
-without a lock, whatever the interpreter does between the read and the write of ``+=``
-(free-threaded builds included); a scrape may see a payload's count a moment before its
-duration, never a wrong total.
+How counting stays cheap (the budget is 1 µs per payload, metrics and logs together):
+prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take a lock each (0.3 µs and
+0.6 µs measured), so the hot path does not call them. Per payload the hook adds 1 to a plain
+``int`` in a list that belongs to the calling thread (a per-thread *shard*), found through two
+dict lookups by the schema and track strings, and bisects the duration into fixed buckets. A
+custom ``Collector`` sums the shards when Prometheus scrapes. Each shard has one writer, so no
+increment is ever lost without a lock, whatever the interpreter does between the read and the
+write of ``+=`` (free-threaded builds included); a scrape may see a payload's count a moment
+before its duration, never a wrong total.
 
 Several processes (``PROMETHEUS_MULTIPROC_DIR`` set before prometheus-client is imported) cannot
 share per-thread ints: there the hook writes to real prometheus-client metrics, which keep their
@@ -27,10 +27,13 @@ it (else ``track="unknown"``), and ``schema_violations_total`` keeps at most
 ``MAX_PATHS_PER_SERIES`` distinct paths per (schema, track), array indices folded to ``*``.
 
 >>> from prometheus_client import CollectorRegistry
+>>> from engine import PolicyEngine
 >>> registry = CollectorRegistry()
->>> eng = PolicyEngine(policies="policies", registry="schemas", metrics_registry=registry)
-...                                                                          # doctest: +SKIP
->>> registry.get_sample_value("schema_validations_total", {...})          # doctest: +SKIP
+>>> eng = PolicyEngine(policies=[], registry="schemas", metrics_registry=registry)
+>>> _ = eng.evaluate("nobody.Knows", {}, track="v1")
+>>> labels = {"schema": "unknown", "track": "v1", "mode": "warn", "action": "skipped"}
+>>> registry.get_sample_value("schema_validations_total", labels)
+1.0
 """
 
 from __future__ import annotations
@@ -592,7 +595,7 @@ def _cell_families(
                 if counts[base + a]:
                     by_action[action] = by_action.get(action, 0) + counts[base + a]
             for action, n in by_action.items():
-                validations.add_metric([schema, track, mode.value, action.value], n)
+                validations.add_metric([schema, track, mode.value, action.value], float(n))
             invalid = counts[base + _A_LOGGED] + counts[base + _A_REJECTED]
             if invalid:
                 key2 = (schema, mode.value)
@@ -610,13 +613,13 @@ def _cell_families(
                     actions[key3] = actions.get(key3, 0) + n
     failure_family = _counter("schema_validation_failures_total")
     for labels2, n in sorted(failures.items()):
-        failure_family.add_metric(labels2, n)
+        failure_family.add_metric(labels2, float(n))
     action_family = _counter("schema_enforcement_actions_total")
     for labels3, n in sorted(actions.items()):
-        action_family.add_metric(labels3, n)
+        action_family.add_metric(labels3, float(n))
     violation_family = _counter("schema_violations_total")
     for labels4, n in sorted(violations.items()):
-        violation_family.add_metric(labels4, n)
+        violation_family.add_metric(labels4, float(n))
     yield failure_family
     yield action_family
     yield validations
@@ -642,7 +645,7 @@ def _policy_families(hooks: list[EngineMetrics]) -> Iterator[Metric]:
     last: float | None = None
     canaries: dict[tuple[str, str], float] = {}
     for hook in hooks:
-        known = hook.known()
+        known = hook._known_now()
         if known.checksum is not None:
             checksums.add(known.checksum)
         if hook.last_success is not None:
@@ -740,11 +743,13 @@ class EngineMetrics:
 
     # -- what is known (label folding, canaries)
 
-    def known(self) -> _Known:
+    def _known_now(self) -> _Known:
         """What the registry and the policy set in force know (worked out on first use)."""
         known = self._known
         if known is None:
             engine = self._engine() if self._engine is not None else None
+            if engine is not None and not hasattr(engine, "_state"):  # still being built
+                return _known_from(None, {}, self._base_tracks, self._default_mode)
             known = self._refresh(engine.policy_set if engine is not None else None)
         return known
 
@@ -773,16 +778,16 @@ class EngineMetrics:
 
     def schema_label(self, schema: str) -> str:
         """``schema`` if the registry or the policies know it, else ``unknown``."""
-        return schema if schema in self.known().schemas else UNKNOWN
+        return schema if schema in self._known_now().schemas else UNKNOWN
 
     def track_label(self, track: str) -> str:
         """``track`` if some known schema has it, else ``unknown``."""
-        return track if track in self.known().tracks else UNKNOWN
+        return track if track in self._known_now().tracks else UNKNOWN
 
     def _learn(self, schema: str, track: str) -> None:
         # The registry served a schema for it: it is known, whatever the listing said. Bounded
         # by what the registry holds, not by what producers send.
-        known = self.known()
+        known = self._known_now()
         with self._known_lock:
             self._learned_schemas.add(schema)
             self._learned_tracks.add(track)
@@ -900,7 +905,7 @@ class FastEngineMetrics(EngineMetrics):
     def _cell(self, shard: _Shard, route: RouteInfo, valid: bool | None) -> _Cell:
         """The cell of a (schema, track) not cached yet: fold the labels, cache if known."""
         schema, track = route.schema, route.track
-        known = self.known()
+        known = self._known_now()
         if valid is not None and (schema not in known.schemas or track not in known.tracks):
             self._learn(schema, track)
         schema_label = schema if schema in known.schemas else UNKNOWN
@@ -1049,7 +1054,7 @@ class MultiprocessEngineMetrics(EngineMetrics):
 
     def _cell(self, route: RouteInfo, valid: bool | None) -> _MpCell:
         schema, track = route.schema, route.track
-        known = self.known()
+        known = self._known_now()
         if valid is not None:
             self._learn(schema, track)
         schema_label = schema if schema in known.schemas else UNKNOWN
@@ -1067,7 +1072,7 @@ class MultiprocessEngineMetrics(EngineMetrics):
 
     def _write_policy_gauges(self) -> None:
         now = self.clock()
-        known = self.known()
+        known = self._known_now()
         objects = self._objects
         if known.checksum != self._checksum:
             if self._checksum is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO
 
 from engine import __version__
-from engine.cli import check, inspect, plan, replay
+from engine.cli import check, consume, inspect, plan, replay
 from engine.cli.common import EXIT_USAGE, CommandError, Streams, configure_logging
 from engine.errors import ConfigError, EngineError
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.register(sub)
     replay.register(sub)
     plan.register(sub)
+    consume.register(sub)
     return parser
 
 

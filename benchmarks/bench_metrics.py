@@ -1,0 +1,149 @@
+"""Per-payload cost of metrics and logging: ``evaluate`` with both on versus both off.
+
+Run: ``python benchmarks/bench_metrics.py`` (from the repository root). Two engines over the
+example ``policies/`` and ``schemas/`` evaluate the same valid and invalid trade events:
+
+- **on**: metrics on a ``CollectorRegistry`` (the default hook) and the ``engine`` loggers
+  writing JSON lines (``JsonLogFormatter``) to ``os.devnull``; warn-mode failures are logged
+  at most once per 10 s per schema/track, as in production;
+- **off**: ``PolicyEngine(..., metrics=False)`` and the ``engine.decisions`` logger disabled.
+
+The cases take turns within each round (like ``bench_evaluate.py``), so load from elsewhere on
+a shared machine hits both sides of a difference. Target: overhead <= 1 us per payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from engine import PolicyEngine
+from engine.logs import JsonLogFormatter
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = "marketdata.TradeEvent"
+TARGET_NS = 1000.0
+
+Case = tuple[str, Callable[[], object], Callable[[], None], int]
+
+
+def trade_event(engine: PolicyEngine) -> dict[str, Any]:
+    """A valid v2 trade event from the example feed."""
+    with (ROOT / "examples" / "feed.jsonl").open() as feed:
+        for line in feed:
+            try:
+                envelope = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(envelope, dict) or envelope.get("schema") != SCHEMA:
+                continue
+            payload = envelope.get("payload")
+            if engine.evaluate(SCHEMA, payload, track="v2").valid:
+                return payload  # type: ignore[no-any-return]
+    raise SystemExit("no valid trade event in examples/feed.jsonl")
+
+
+def measure(cases: list[Case], repeats: int) -> dict[str, list[float]]:
+    """Nanoseconds per call of each case, one sample per round; ``setup`` runs before each."""
+    for _, func, setup, calls in cases:  # warm caches first
+        setup()
+        for _ in range(min(calls, 1000)):
+            func()
+    samples: dict[str, list[float]] = {name: [] for name, _, _, _ in cases}
+    for _ in range(repeats):
+        for name, func, setup, calls in cases:
+            setup()
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                func()
+            samples[name].append((time.perf_counter_ns() - start) / calls)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per round")
+    parser.add_argument("--repeats", type=int, default=15, help="rounds (the median is shown)")
+    args = parser.parse_args()
+
+    os.chdir(ROOT)
+    registry = CollectorRegistry()
+    on = PolicyEngine(policies="policies", registry="schemas", metrics_registry=registry)
+    off = PolicyEngine(policies="policies", registry="schemas", metrics=False)
+    valid = trade_event(off)
+    invalid = copy.deepcopy(valid)
+    invalid["price"] = -1.0
+    invalid["side"] = "sideways"
+    for eng in (on, off):
+        assert eng.evaluate(SCHEMA, valid, track="v2").valid is True
+        assert eng.evaluate(SCHEMA, invalid, track="v2").valid is False
+
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(JsonLogFormatter())
+    engine_log = logging.getLogger("engine")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    decisions = logging.getLogger("engine.decisions")
+
+    def logging_on() -> None:
+        decisions.disabled = False
+
+    def logging_off() -> None:
+        decisions.disabled = True
+
+    def run(eng: PolicyEngine, payload: dict[str, Any]) -> Callable[[], object]:
+        return lambda: eng.evaluate(SCHEMA, payload, track="v2")
+
+    calls = args.calls
+    cases: list[Case] = [
+        ("valid, metrics+logging off", run(off, valid), logging_off, calls),
+        ("valid, metrics+logging on", run(on, valid), logging_on, calls),
+        ("invalid, metrics+logging off", run(off, invalid), logging_off, calls // 5),
+        ("invalid, metrics+logging on", run(on, invalid), logging_on, calls // 5),
+    ]
+    print(f"policy-engine metrics/logging overhead: {SCHEMA} v2, {len(json.dumps(valid))} bytes")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"prometheus-client {version('prometheus-client')}, "
+        f"jsonschema-rs {version('jsonschema-rs')}"
+    )
+    print(f"median of {args.repeats} rounds, cases interleaved\n")
+    medians: dict[str, float] = {}
+    minima: dict[str, float] = {}
+    print(f"{'case':<32} {'median ns':>11} {'min':>11} {'max':>11}")
+    for name, values in measure(cases, args.repeats).items():
+        medians[name], minima[name] = statistics.median(values), min(values)
+        print(f"{name:<32} {medians[name]:>11,.0f} {minima[name]:>11,.0f} {max(values):>11,.0f}")
+    engine_log.removeHandler(handler)
+    sink.close()
+
+    # The minimum of the rounds is the figure least disturbed by other load on the machine.
+    print(f"\n{'overhead per payload (on - off)':<32} {'of medians':>11} {'of minima':>11}")
+    for kind in ("valid", "invalid"):
+        on_name, off_name = f"{kind}, metrics+logging on", f"{kind}, metrics+logging off"
+        by_median = medians[on_name] - medians[off_name]
+        by_min = minima[on_name] - minima[off_name]
+        verdict = "ok" if by_min <= TARGET_NS else "OVER"
+        print(f"{kind + ' payload':<32} {by_median:>8,.0f} ns {by_min:>8,.0f} ns   {verdict}")
+    print(f"target: <= {TARGET_NS:,.0f} ns")
+    scraped = len(generate_latest(registry).splitlines())
+    print(f"\none scrape of the registry afterwards: {scraped} lines")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
