@@ -3,12 +3,14 @@
 Everything a user needs is exported here; the CLI is ``policy-engine`` (``python -m engine``).
 """
 
+from engine.compat import RegistryConfig, SchemaManager
 from engine.decision import Action, Decision, Explanation, Mode, RuleRef, Violation
 from engine.engine import PolicyEngine, raise_for_rejection
 from engine.errors import (
     ConfigError,
     EngineError,
     InvalidSchemaError,
+    LoopError,
     PolicyError,
     PolicyLoadError,
     Problem,
@@ -18,10 +20,13 @@ from engine.errors import (
     SchemaIdNotFoundError,
     SchemaNotFoundError,
     SchemaValidationError,
+    SinkError,
+    SourceError,
     SubjectNotFoundError,
     VersionNotFoundError,
 )
 from engine.hooks import DecisionObserver, ModeAdjuster
+from engine.loop import RetryPolicy, enforce_handler
 from engine.policy.bucket import bucket_for
 from engine.policy.load import PolicySet, load_policy_set
 from engine.settings import Settings
@@ -39,6 +44,7 @@ __all__ = [
     "Explanation",
     "HttpSchemaSource",
     "InvalidSchemaError",
+    "LoopError",
     "Mode",
     "ModeAdjuster",
     "PolicyEngine",
@@ -46,20 +52,26 @@ __all__ = [
     "PolicyLoadError",
     "PolicySet",
     "Problem",
+    "RegistryConfig",
     "RegistryError",
     "RegistryServerError",
     "RegistryUnavailableError",
+    "RetryPolicy",
     "RuleRef",
     "SchemaDocument",
     "SchemaIdNotFoundError",
+    "SchemaManager",
     "SchemaNotFoundError",
     "SchemaSource",
     "SchemaValidationError",
     "Settings",
+    "SinkError",
+    "SourceError",
     "SubjectNotFoundError",
     "VersionNotFoundError",
     "Violation",
     "bucket_for",
+    "enforce_handler",
     "load_policy_set",
     "raise_for_rejection",
 ]

@@ -72,6 +72,7 @@ class _Route(RouteInfo):
         "buckets",
         "canary_state",
         "expires",
+        "guarded",
         "key_field",
         "mode_in",
         "mode_out",
@@ -79,10 +80,17 @@ class _Route(RouteInfo):
     )
 
     def __init__(
-        self, rule: EffectiveRule, slot: SchemaSlot, checksum: str, expires: float
+        self,
+        rule: EffectiveRule,
+        slot: SchemaSlot,
+        checksum: str,
+        expires: float,
+        guard: bool = True,
     ) -> None:
         super().__init__(rule, checksum)
         self.slot = slot
+        #: Whether this route's guardrail is checked and fed (only routes whose rule has one).
+        self.guarded = guard and rule.guardrail is not None
         self.expires = expires  # when a track chosen by the registry must be chosen again
         path = rule.key_path
         self.key_field = path[0] if path is not None and len(path) == 1 else None
@@ -250,15 +258,13 @@ class PolicyEngine:
         self.registry_observers: tuple[RegistryObserver, ...] = tuple(
             h for h in hooks if isinstance(h, RegistryObserver)
         )
-        # Guardrails (SPEC §9) are a built-in hook, switched into the hot path only while the
-        # policy set in force has a guardrail (see _use_hooks_for).
+        # Guardrails (SPEC §3.6, §9): checked and fed only on routes whose rule has one, so
+        # other schemas pay nothing for them (see _Route.guarded).
         self.guardrails = Guardrails(
             clock,
             listeners=[self.metrics.set_guardrail_tripped] if self.metrics is not None else [],
         )
         self._guardrails_on = guardrails
-        self._user_adjusters = self._adjusters
-        self._user_observers = self._observers
         kinds = (ModeAdjuster, DecisionObserver, ReloadObserver, RegistryObserver)
         unknown = [h for h in hooks if not isinstance(h, kinds)]
         if unknown:
@@ -295,7 +301,6 @@ class PolicyEngine:
         if isinstance(policies, PolicySet):
             self._paths: tuple[str, ...] = ()
             self._state = _PolicyState(policies)
-            self._use_hooks_for(policies)
         else:
             if policies is None:
                 self._paths = self.settings.policy_paths
@@ -360,7 +365,6 @@ class PolicyEngine:
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
-            self._use_hooks_for(policy_set)
             self._state = self._warm_state(policy_set)  # one attribute write: the atomic swap
             log.info(
                 "policy set %s loaded from %d file(s)",
@@ -370,15 +374,6 @@ class PolicyEngine:
             )
             self._notify_reload("success", None)
             return True
-
-    def _use_hooks_for(self, policy_set: PolicySet) -> None:
-        """Put the guardrail hook in the evaluation path only when some rule has a guardrail."""
-        if self._guardrails_on and policy_set.has_guardrails:
-            self._adjusters = (*self._user_adjusters, self.guardrails)
-            self._observers = (*self._user_observers, self.guardrails)
-        else:
-            self._adjusters = self._user_adjusters
-            self._observers = self._user_observers
 
     def _warm_state(self, policy_set: PolicySet) -> _PolicyState:
         """A state for ``policy_set`` with the routes traffic already uses resolved up front.
@@ -397,6 +392,7 @@ class PolicyEngine:
                 old_route.slot,
                 state.checksum,
                 old_route.expires,
+                self._guardrails_on,
             )
             if same:
                 route.buckets = old_route.buckets
@@ -449,8 +445,12 @@ class PolicyEngine:
         mode, canary, key, key_source, bucket = route.resolve(payload, key, now)
 
         note = ""
+        if route.guarded and self.guardrails.tripped_count:  # SPEC §3.6: baseline if tripped
+            held = self.guardrails.adjust_mode(route.effective, mode, now)
+            if held is not None:
+                mode, note = held
         if self._adjusters:
-            mode, note = self._adjust(route.effective, mode, now)
+            mode, note = self._adjust(route.effective, mode, now, note)
         force = self._force
         if force is not None and mode.rank > force.rank:
             mode, note = force, self._force_note
@@ -497,6 +497,8 @@ class PolicyEngine:
         decision._bucket = bucket
         decision._payload = payload
         decision._note = note
+        if route.guarded and mode is _STRICT:
+            self.guardrails.record(route.effective, action is _REJECTED, now)
         if valid is False:
             self._log_failure(decision, now)
         if observers:  # inlined rather than a method: one call less per payload
@@ -519,9 +521,7 @@ class PolicyEngine:
         route = self._state.routes.get((schema, track))
         if route is None or now >= route.expires:
             route = self._route(self._state, schema, track, now)
-        mode = route.resolve(payload, key, now)[0]
-        if self._adjusters:
-            mode = self._adjust(route.effective, mode, now)[0]
+        mode = self._step_back(route, route.resolve(payload, key, now)[0], now)[0]
         force = self._force
         if force is not None and mode.rank > force.rank:
             mode = force
@@ -603,10 +603,9 @@ class PolicyEngine:
             )
         else:
             mode = route.canary_at(now)[2] or rule.mode
-        if self._adjusters:  # a failing hook is ignored here too, as in evaluate
-            mode, note = self._adjust(rule, mode, now)
-            if note:
-                parts.append(note)
+        mode, note = self._step_back(route, mode, now)
+        if note:
+            parts.append(note)
         if self._force is not None and mode.rank > self._force.rank:
             mode = self._force
             parts.append(self._force_note)
@@ -656,15 +655,29 @@ class PolicyEngine:
                 rival.where,
                 rule.ref.pattern,
             )
-        route = _Route(rule, self._schemas.slot(schema, chosen), state.checksum, expires)
+        route = _Route(
+            rule, self._schemas.slot(schema, chosen), state.checksum, expires, self._guardrails_on
+        )
         route.canary_at(now)
         routes = state.routes
         if cache and (len(routes) < MAX_ROUTES or (schema, track) in routes):
             routes[(schema, track)] = route
         return route
 
-    def _adjust(self, rule: EffectiveRule, mode: Mode, now: float) -> tuple[Mode, str]:
+    def _step_back(self, route: _Route, mode: Mode, now: float) -> tuple[Mode, str]:
+        """Guardrail, then adjuster hooks: the mode after both, and why (off the hot path)."""
         note = ""
+        if route.guarded:
+            held = self.guardrails.adjust_mode(route.effective, mode, now)
+            if held is not None:
+                mode, note = held
+        if self._adjusters:
+            mode, note = self._adjust(route.effective, mode, now, note)
+        return mode, note
+
+    def _adjust(
+        self, rule: EffectiveRule, mode: Mode, now: float, note: str = ""
+    ) -> tuple[Mode, str]:
         for adjuster in self._adjusters:
             try:
                 adjusted = adjuster.adjust_mode(rule, mode, now)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.decision import Action, Decision, Mode
+from engine.decision import Action, Mode
 from engine.policy.model import Guardrail
 from engine.policy.resolve import EffectiveRule
 
@@ -106,7 +106,9 @@ TripListener = Callable[[str, str, bool], None]
 
 
 class Guardrails:
-    """The engine's guardrail hook: a ``ModeAdjuster`` and a ``DecisionObserver`` in one.
+    """The engine's guardrails: ``adjust_mode`` before validation, ``record`` after it.
+
+    The engine calls both only for routes whose rule has a guardrail.
 
     ``listeners`` are called with ``(schema, track, tripped)`` when a guardrail trips or
     recovers (the metrics hook sets ``policy_guardrail_tripped`` from it).
@@ -117,6 +119,9 @@ class Guardrails:
     ) -> None:
         self._clock = clock
         self._states: dict[tuple[str, str], _State] = {}
+        #: How many guardrails are in their cooldown; 0 lets the engine skip adjust_mode.
+        self.tripped_count = 0
+        self._count_lock = threading.Lock()
         self._listeners = listeners or []
         self._full_warned = False
 
@@ -136,6 +141,8 @@ class Guardrails:
                 )
             return None
         if state is not None and state.tripped_until:
+            with self._count_lock:
+                self.tripped_count -= 1
             self._notify(rule.schema, rule.track, False)  # a changed rule starts afresh
         state = _State(rule, config)
         self._states[key] = state
@@ -163,15 +170,6 @@ class Guardrails:
             f"over {config.max_reject_rate:.1%}): {rule.baseline} until cooldown ends"
         )
 
-    def after_evaluation(self, decision: Decision, seconds: float) -> None:
-        """Count strict outcomes; trip when the rate goes over the limit."""
-        if decision.mode is not _STRICT:
-            return
-        rule = decision.effective_rule
-        if rule.guardrail is None:
-            return
-        self.record(rule, decision.action is _REJECTED, self._clock())
-
     def record(self, rule: EffectiveRule, rejected: bool, now: float) -> None:
         """Count one strict payload of ``rule`` at ``now``; trip the guardrail if it must."""
         config = rule.guardrail
@@ -191,6 +189,8 @@ class Guardrails:
             if rate <= config.max_reject_rate:
                 return
             state.tripped_until = now + config.cooldown
+            with self._count_lock:
+                self.tripped_count += 1
             state.rate, state.samples = rate, evaluated
             state.window = SlidingWindow(config.window)
         log.error(
@@ -213,6 +213,8 @@ class Guardrails:
             if not state.tripped_until or now < state.tripped_until:
                 return
             state.tripped_until = 0.0
+            with self._count_lock:
+                self.tripped_count -= 1
             state.window = SlidingWindow(state.config.window)
         log.warning(
             "guardrail cooldown over for %s %s: strict again",

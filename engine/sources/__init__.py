@@ -6,6 +6,9 @@ A source answers three ways, and the engine treats them differently (SPEC §3.1,
 - ``SchemaNotFoundError``: a definite "no such schema or track" (track fallback applies);
 - ``RegistryUnavailableError`` / ``InvalidSchemaError``: a fault; the engine keeps serving a
   cached schema, stale if need be, and never falls back to another track because of it.
+
+Implementations: ``DirectorySchemaSource`` (``engine.sources.embedded``, the embedded registry)
+and ``HttpSchemaSource`` (``engine.sources.http``, a Confluent-compatible registry).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
+
+from engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.hooks import RegistryObserver
@@ -40,7 +45,11 @@ class SchemaDocument:
 
 @runtime_checkable
 class SchemaSource(Protocol):
-    """Anything that can hand out JSON Schemas by (schema name, track)."""
+    """Anything that can hand out JSON Schemas by (schema name, track).
+
+    A source may also offer ``async def afetch(schema, track) -> SchemaDocument``: the engine's
+    asyncio API awaits it; without it, ``fetch`` runs in a worker thread.
+    """
 
     #: A short description for logs and ``explain`` ("schemas/", "https://registry:8081").
     description: str
@@ -78,6 +87,12 @@ def open_source(
         from engine.sources.http import HttpSchemaSource
 
         return HttpSchemaSource.from_settings(text, settings or Settings(), observers)
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme != "file" and scheme.isalpha():
+        raise ConfigError(
+            f"REGISTRY_URL={redact_url(text)!r}: use a directory, a file:// path or an "
+            "http(s):// URL"
+        )
     from engine.sources.embedded import DirectorySchemaSource
 
     return DirectorySchemaSource(text.removeprefix("file://"))

@@ -172,12 +172,17 @@ class _Call:
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """What came back: a status and body, or a transport failure (``timeout`` / ``error``)."""
+    """What came back: a status and body, or a transport failure (``timeout`` / ``error``).
+
+    ``reached`` is false when the registry could not be reached at all (no connection, no
+    answer in time): that, unlike one bad answer, puts the whole registry in backoff.
+    """
 
     status: int = 0
     body: bytes = b""
     failure: Literal["timeout", "error"] | None = None
     detail: str = ""
+    reached: bool = True
 
 
 Plan: TypeAlias = Generator[_Call, Any, T]
@@ -1144,7 +1149,7 @@ class HttpSchemaSource:
             while True:
                 reply = self._send(call, deadline)
                 outcome, answer = classify(call, reply, self.url)
-                self._cache.reached(answer if reply.failure is not None else None)
+                self._cache.reached(None if reply.reached else answer)
                 self._report_request(outcome)
                 call = (
                     plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)
@@ -1171,7 +1176,9 @@ class HttpSchemaSource:
         """One blocking GET bounded by ``deadline``: connect, send, wait and read all count."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _Reply(failure="timeout", detail=f"no answer within {self.timeout:g} s")
+            return _Reply(
+                failure="timeout", detail=f"no answer within {self.timeout:g} s", reached=False
+            )
         client = self._sync_client()
         request = client.build_request("GET", call.path, timeout=remaining)
         timeouts = request.extensions.get("timeout")
@@ -1195,9 +1202,11 @@ class HttpSchemaSource:
             finally:
                 response.close()
         except httpx.TimeoutException:
-            return _Reply(failure="timeout", detail=f"no answer within {self.timeout:g} s")
+            return _Reply(
+                failure="timeout", detail=f"no answer within {self.timeout:g} s", reached=False
+            )
         except httpx.HTTPError as exc:
-            return _Reply(failure="error", detail=_describe(exc))
+            return _Reply(failure="error", detail=_describe(exc), reached=_reached(exc))
         return _Reply(status=response.status_code, body=bytes(body))
 
     # ------------------------------------------------------------------ asyncio driver
@@ -1252,7 +1261,7 @@ class HttpSchemaSource:
             while True:
                 reply = await self._asend(call, deadline)
                 outcome, answer = classify(call, reply, self.url)
-                self._cache.reached(answer if reply.failure is not None else None)
+                self._cache.reached(None if reply.reached else answer)
                 self._report_request(outcome)
                 call = (
                     plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)
@@ -1287,7 +1296,9 @@ class HttpSchemaSource:
         """One asyncio GET; the whole exchange is cancelled at ``deadline``."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _Reply(failure="timeout", detail=f"no answer within {self.timeout:g} s")
+            return _Reply(
+                failure="timeout", detail=f"no answer within {self.timeout:g} s", reached=False
+            )
         client = await self._async_client()
         try:
             async with asyncio.timeout(remaining):
@@ -1305,9 +1316,11 @@ class HttpSchemaSource:
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
-            return _Reply(failure="timeout", detail=f"no answer within {self.timeout:g} s")
+            return _Reply(
+                failure="timeout", detail=f"no answer within {self.timeout:g} s", reached=False
+            )
         except httpx.HTTPError as exc:
-            return _Reply(failure="error", detail=_describe(exc))
+            return _Reply(failure="error", detail=_describe(exc), reached=_reached(exc))
         return _Reply(status=response.status_code, body=bytes(body))
 
 
@@ -1321,6 +1334,12 @@ def _parse_url(url: str) -> httpx.URL:
         safe = str(parsed.copy_with(userinfo=b"")) if parsed.host else parsed.scheme + "://..."
         raise ConfigError(f"REGISTRY_URL {safe!r} is not an http:// or https:// URL with a host")
     return parsed
+
+
+def _reached(exc: httpx.HTTPError) -> bool:
+    """Whether a failed exchange still reached the registry (it answered, but badly: a
+    truncated or malformed response) rather than not at all (no connection, proxy failure)."""
+    return not isinstance(exc, httpx.NetworkError | httpx.ProxyError | httpx.UnsupportedProtocol)
 
 
 def _deadline_trace(
