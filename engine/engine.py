@@ -538,7 +538,7 @@ class PolicyEngine:
     async def aevaluate(
         self, schema: str, payload: Any, key: Any = None, track: str | None = None
     ) -> Decision:
-        """``evaluate`` for asyncio: registry I/O runs off the event loop."""
+        """``evaluate`` for asyncio: registry I/O never blocks the event loop."""
         if self.settings.registry_enabled and self._schemas.needs_fetch(
             schema, track, self._clock()
         ):
