@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -113,3 +114,18 @@ def configure_logging(level: str, stderr: IO[str], log_format: str = "text") -> 
 def write_json(stream: IO[str], value: Any) -> None:
     """One JSON object and a newline."""
     stream.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+@contextmanager
+def decision_logs_quiet() -> Iterator[None]:
+    """Silence per-payload failure logs while a command builds its own report of them.
+
+    The previous level is restored afterwards: ``main`` may run again in the same process.
+    """
+    logger = logging.getLogger("engine.decisions")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

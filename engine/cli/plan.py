@@ -9,7 +9,6 @@ other deciding field) changes, before -> after; ratchet warnings for rollbacks; 
 from __future__ import annotations
 
 import argparse
-import logging
 import subprocess
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from engine.cli.common import (
     CommandError,
     Streams,
     add_common,
+    decision_logs_quiet,
     settings_from,
     write_json,
 )
@@ -222,9 +222,13 @@ def _text(
 
 def run_plan(args: argparse.Namespace, streams: Streams) -> int:
     """Compare the base revision's policy set with the working tree's."""
+    with decision_logs_quiet():  # the sample's per-payload failures are the report's business
+        return _plan(args, streams)
+
+
+def _plan(args: argparse.Namespace, streams: Streams) -> int:
     settings = settings_from(args, streams.environ)
     paths = args.paths or list(settings.policy_paths)
-    logging.getLogger("engine.decisions").setLevel(logging.CRITICAL)  # the table is the report
     now = time.time()
     if args.at:
         try:

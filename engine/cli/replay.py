@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 from typing import IO, Any
 
-from engine.cli.common import EXIT_OK, CommandError, Streams, add_common, build_engine, write_json
+from engine.cli.common import (
+    EXIT_OK,
+    CommandError,
+    Streams,
+    add_common,
+    build_engine,
+    decision_logs_quiet,
+    write_json,
+)
 from engine.decision import Action
 from engine.engine import PolicyEngine
 from engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
@@ -165,12 +172,16 @@ def _table(groups: list[GroupDrift], top: int, total: int, bad: int) -> str:
 
 def run_replay(args: argparse.Namespace, streams: Streams) -> int:
     """Replay a feed and print the table (or JSON)."""
+    # Per-failure log lines would drown the table; the table is the report.
+    with decision_logs_quiet():
+        return _replay(args, streams)
+
+
+def _replay(args: argparse.Namespace, streams: Streams) -> int:
     if args.top < 0:
         raise CommandError("--top must be 0 or more")
     if not 0 <= args.bar <= 100:
         raise CommandError("--bar is a percentage, 0 to 100")
-    # Per-failure log lines would drown the table; the table is the report.
-    logging.getLogger("engine.decisions").setLevel(logging.CRITICAL)
     stream, size = _open(args.file, streams)
     enabled = args.progress == "always" or (
         args.progress == "auto" and hasattr(streams.stderr, "isatty") and streams.stderr.isatty()
