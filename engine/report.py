@@ -76,8 +76,9 @@ class GroupDrift:
         if decision.valid is False:
             self.invalid += 1
             self._slice[1] += 1
-            for violation in decision.violations:
-                label = (fold_indices(violation.path), violation.keyword)
+            # each (path, keyword) once per payload: share = payloads with it / invalid payloads
+            labels = {(fold_indices(v.path), v.keyword) for v in decision.violations}
+            for label in labels:
                 if label in self.paths or len(self.paths) < MAX_PATHS:
                     self.paths[label] += 1
                 else:
@@ -98,18 +99,25 @@ class GroupDrift:
             self._slice = [0, 0]
 
     @property
+    def validated(self) -> int:
+        """Payloads actually validated (skipped ones say nothing about the data)."""
+        return self.total - self.actions.get("skipped", 0)
+
+    @property
     def invalid_rate(self) -> float:
-        """Invalid share in percent."""
-        return 100.0 * self.invalid / self.total if self.total else 0.0
+        """Invalid share of the validated payloads, in percent."""
+        return 100.0 * self.invalid / self.validated if self.validated else 0.0
 
     def verdict(self, bar: float) -> tuple[bool, str]:
         """Whether the group is ready for its next step, and the sentence that says so."""
         rate = self.invalid_rate
-        head = f"{self.track}: {rate:.2g} % invalid over {self.total:,} payloads".replace(",", " ")
+        shown = f"{rate:.1f}".rstrip("0").rstrip(".")
+        volume = f"{self.validated:,}".replace(",", " ")
+        head = f"{self.track}: {shown} % invalid over {volume} payloads"
         if self.mode is Mode.OFF:
             return False, f"{head}; mode off: validation is not on, start with warn"
-        if self.total == 0:
-            return False, f"{head}; no traffic to judge"
+        if self.validated == 0:
+            return False, f"{head}; nothing was validated (no traffic, or no usable schema)"
         upcoming = next_canary(self.canary if self.mode is Mode.STRICT else 0.0, self.ramp)
         if rate > bar:
             return False, f"{head}, above the {bar:g} % bar: not ready; fix the top failing paths"

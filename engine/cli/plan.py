@@ -85,7 +85,7 @@ def files_at_revision(ref: str, paths: Iterable[str]) -> list[tuple[str, str, by
     """``(display name, path relative to its policy path, bytes)`` of policy files at ``ref``."""
     cwd = Path.cwd()
     top = Path(_git(["rev-parse", "--show-toplevel"], cwd).decode().strip())
-    _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top)
+    _git(["rev-parse", "--verify", f"{ref}^{{commit}}"], top)
     found: list[tuple[str, str, bytes]] = []
     for raw in paths:
         path = Path(raw).resolve()

@@ -100,14 +100,15 @@ def test_next_canary_follows_the_ramp_else_the_ladder(current, ramp, expected) -
 
 
 def test_report_counts_paths_keys_and_share(dirs, tmp_path: Path) -> None:
-    """Failing paths are folded and carry their share; producers are ranked by failures."""
+    """Failing paths are folded, counted per payload with their share; producers ranked."""
     result = replay(dirs, tmp_path, feed_lines(90, {"bad-1": 7, "bad-2": 3}))
     (group,) = result["groups"]
     drift = group["drift"]
     assert (drift["volume"], drift["invalid"]) == (100, 10)
     assert drift["invalid_rate"] == pytest.approx(10.0)
     paths = {(p["path"], p["keyword"]): p for p in drift["failing_paths"]}
-    assert paths[("/items/*", "type")]["count"] == 20  # two bad items per payload, folded
+    # two bad items per payload fold into one path, counted once per payload
+    assert paths[("/items/*", "type")]["count"] == 10
     assert paths[("/n", "type")]["share"] == pytest.approx(1.0)
     assert drift["top_keys"][:2] == [
         {"key": "bad-1", "failures": 7},
@@ -195,3 +196,27 @@ def test_engine_report_needs_recording_on(dirs) -> None:
         pytest.raises(ConfigError, match="record_drift=True"),
     ):
         engine.report()
+
+
+def test_skipped_payloads_do_not_count_as_valid(tmp_path: Path) -> None:
+    """A schema with no usable schema (all skipped) is not judged ready: nothing was validated."""
+    policies, schemas = tmp_path / "p", tmp_path / "s"
+    policies.mkdir()
+    schemas.mkdir()
+    (policies / "p.yaml").write_text("version: 1\nschemas:\n  d.Missing: {mode: warn}\n")
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(json.dumps({"schema": "d.Missing", "track": "v1", "payload": {}}) + "\n")
+    out = io.StringIO()
+    main(
+        ["replay", str(feed), "--json", "--policies", str(policies), "--registry", str(schemas)],
+        stdout=out, stderr=io.StringIO(), environ={},
+    )  # fmt: skip
+    drift = json.loads(out.getvalue())["groups"][0]["drift"]
+    assert drift["ready"] is False
+    assert "nothing was validated" in drift["verdict"]
+
+
+def test_verdict_prints_rates_plainly(dirs, tmp_path: Path) -> None:
+    """A 100 % invalid feed reads "100 %", not in scientific notation."""
+    drift = replay(dirs, tmp_path, feed_lines(0, {"p": 3}))["groups"][0]["drift"]
+    assert drift["verdict"].startswith("v1: 100 % invalid over 3 payloads")
