@@ -26,7 +26,7 @@ from engine.errors import (
     VersionNotFoundError,
 )
 from engine.hooks import DecisionObserver, ModeAdjuster
-from engine.loop import RetryPolicy, enforce_handler
+from engine.loop.middleware import RetryPolicy, enforce_handler
 from engine.policy.bucket import bucket_for
 from engine.policy.load import PolicySet, load_policy_set
 from engine.settings import Settings

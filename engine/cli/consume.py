@@ -18,6 +18,7 @@ from engine.cli.common import (
     Streams,
     add_common,
     build_engine,
+    decision_logs_quiet,
     write_json,
 )
 from engine.engine import PolicyEngine
@@ -332,8 +333,8 @@ async def _run_async(
 
 def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
     """Replay a DLQ and print what was (or would be) published."""
-    logging.getLogger("engine.decisions").setLevel(logging.CRITICAL)
-    with build_engine(args, streams) as engine:
+    # Re-evaluating still-rejected messages would log each failure again; the report says it.
+    with decision_logs_quiet(), build_engine(args, streams) as engine:
         try:
             report = replay_dead_letters(
                 engine,

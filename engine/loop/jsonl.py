@@ -77,6 +77,7 @@ class JsonlSource:
         self._line = 0
         self._skipping = False  # inside a line over the limit
         self._eof = False  # the stream said end (for a followed file: for now)
+        self._rotated = False  # the followed path now names another file
         self._exhausted = False
 
     @property
@@ -103,11 +104,20 @@ class JsonlSource:
                     out.append(last)
                 self._exhausted = True
                 break
+            if self._eof and self._rotated:
+                # The old file is read to its end (again, after the rotation was seen, for
+                # lines its writer added late); its last line may lack a newline.
+                last = self._last_line()
+                if last is not None:
+                    out.append(last)
+                self._reopen()
+                continue
             if out or time.monotonic() >= deadline:
                 break
             if self._eof:  # a followed file at its end: was it rotated or truncated?
                 self._check_rotation()
-                self._sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
+                if not self._rotated:
+                    self._sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
         return out
 
     def ack(self, messages: Sequence[Message]) -> None:
@@ -212,7 +222,7 @@ class JsonlSource:
             return  # the path is gone for now; keep the open file
         offset = self._base + len(self._buf)
         if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
-            self._reopen()  # rotated: the old file was read to its end; the new one from 0
+            self._rotated = True  # read the old file to its end once more, then the new one
         elif current.st_size < offset:
             self._stream.seek(0)  # truncated (copytruncate): start again
             self._reset()
@@ -222,6 +232,7 @@ class JsonlSource:
         try:
             stream = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         except OSError:
+            self._rotated = False  # the new file is not there yet: look again later
             return
         self._stream.close()
         self._stream = stream
@@ -233,6 +244,7 @@ class JsonlSource:
         self._base = 0
         self._skipping = False
         self._eof = False
+        self._rotated = False
 
 
 def _is_pipe(stream: IO[bytes]) -> bool:

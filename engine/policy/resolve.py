@@ -9,8 +9,9 @@ keeps rollouts readable: a level that writes ``canary`` without ``ramp`` drops a
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 
 from engine.decision import Mode, RuleRef
 from engine.policy.bucket import canary_threshold
@@ -62,7 +63,7 @@ class EffectiveRule:
 
     def same_policy(self, other: EffectiveRule) -> bool:
         """Equal in everything that decides (where it is written may differ: ``ref``)."""
-        return replace(self, ref=None) == replace(other, ref=None)
+        return self is other or _POLICY_FIELDS(self) == _POLICY_FIELDS(other)
 
     def fixed_mode(self) -> Mode | None:
         """The mode every key gets when the bucket cannot matter, else ``None``.
@@ -80,6 +81,12 @@ class EffectiveRule:
         if threshold <= 0:
             return self.baseline
         return None
+
+
+#: Every field of ``EffectiveRule`` but ``ref``: what ``same_policy`` compares. Built in C, one
+#: tuple per side: guardrails ask on every strict payload of a schema that is routed two ways
+#: (``track`` given and not), where ``replace()`` twice cost ~3 us a payload (bench_consume).
+_POLICY_FIELDS = attrgetter(*(f.name for f in fields(EffectiveRule) if f.name != "ref"))
 
 
 def _pick(levels: list[Rule], name: str) -> object | None:
