@@ -191,12 +191,13 @@ _ACCEPTED, _LOGGED, _REJECTED, _SKIPPED = (
 class _PolicyState:
     """A policy set and the routes resolved from it; swapped whole on reload."""
 
-    __slots__ = ("checksum", "policy_set", "routes", "warned_ties")
+    __slots__ = ("checksum", "policy_set", "routes", "rules", "warned_ties")
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self.checksum = policy_set.checksum
         self.routes: dict[tuple[str, str | None], _Route] = {}
+        self.rules: dict[tuple[str, str], EffectiveRule] = {}  # resolved once per (schema, track)
         self.warned_ties: set[str] = set()
 
 
@@ -385,10 +386,16 @@ class PolicyEngine:
         state = _PolicyState(policy_set)
         now = self._clock()
         for (schema, track), old_route in list(old.routes.items()):
-            rule, _ = rule_for(policy_set, schema, old_route.track, self.settings.enforcement)
-            same = rule == old_route.effective
+            pair = (schema, old_route.track)
+            rule = state.rules.get(pair)
+            if rule is None:
+                rule, _ = rule_for(policy_set, schema, old_route.track, self.settings.enforcement)
+                if rule == old_route.effective:
+                    rule = old_route.effective
+                state.rules[pair] = rule
+            same = rule is old_route.effective
             route = _Route(
-                old_route.effective if same else rule,
+                rule,
                 old_route.slot,
                 state.checksum,
                 old_route.expires,
@@ -641,7 +648,15 @@ class PolicyEngine:
             chosen = self.settings.prefer_track  # REGISTRY_ENABLED=false: the registry is not asked
         elif chosen is None:
             chosen, expires = self._schemas.choose_track(schema, now)
-        rule, rival = rule_for(state.policy_set, schema, chosen, self.settings.enforcement)
+        # One rule object per (schema, track) and policy set, however the payload named its
+        # track: guardrails key their state on it, and equal objects compare by identity.
+        shared = state.rules.get((schema, chosen))
+        if shared is not None:
+            rule, rival = shared, None
+        else:
+            rule, rival = rule_for(state.policy_set, schema, chosen, self.settings.enforcement)
+            if len(state.rules) < MAX_ROUTES:
+                state.rules[(schema, chosen)] = rule
         tie = rival is not None and rule.ref is not None and schema not in state.warned_ties
         if tie and len(state.warned_ties) < MAX_ROUTES:
             assert rival is not None
