@@ -19,57 +19,14 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import version
-from pathlib import Path
-from typing import Any
 
 import jsonschema
 import jsonschema_rs
+from common import ROOT, SCHEMA, measure, trade_event
 
 from engine import PolicyEngine
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = "marketdata.TradeEvent"
-
-
-def trade_event(engine: PolicyEngine) -> dict[str, Any]:
-    """A valid v2 trade event from the example feed."""
-    with (ROOT / "examples" / "feed.jsonl").open() as feed:
-        for line in feed:
-            try:
-                envelope = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(envelope, dict) or envelope.get("schema") != SCHEMA:
-                continue
-            payload = envelope.get("payload")
-            decision = engine.evaluate(SCHEMA, payload, track="v2")
-            if decision.valid:
-                return payload  # type: ignore[no-any-return]
-    raise SystemExit("no valid trade event in examples/feed.jsonl")
-
-
-def measure(
-    cases: list[tuple[str, Callable[[], object], int]], repeats: int
-) -> dict[str, list[float]]:
-    """Nanoseconds per call of each case, one sample per round.
-
-    The cases take turns within each round, so a burst of load from elsewhere on a shared
-    machine hits every case rather than skewing one ratio.
-    """
-    for _, func, calls in cases:  # warm caches first
-        for _ in range(min(calls, 1000)):
-            func()
-    samples: dict[str, list[float]] = {name: [] for name, _, _ in cases}
-    for _ in range(repeats):
-        for name, func, calls in cases:
-            start = time.perf_counter_ns()
-            for _ in range(calls):
-                func()
-            samples[name].append((time.perf_counter_ns() - start) / calls)
-    return samples
 
 
 def main() -> int:

@@ -22,55 +22,17 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
+from common import ROOT, SCHEMA, measure, trade_event
 from prometheus_client import CollectorRegistry, generate_latest
 
 from engine import PolicyEngine
 from engine.logs import JsonLogFormatter
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = "marketdata.TradeEvent"
 TARGET_NS = 1000.0
-
-Case = tuple[str, Callable[[], object], Callable[[], None], int]
-
-
-def trade_event(engine: PolicyEngine) -> dict[str, Any]:
-    """A valid v2 trade event from the example feed."""
-    with (ROOT / "examples" / "feed.jsonl").open() as feed:
-        for line in feed:
-            try:
-                envelope = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(envelope, dict) or envelope.get("schema") != SCHEMA:
-                continue
-            payload = envelope.get("payload")
-            if engine.evaluate(SCHEMA, payload, track="v2").valid:
-                return payload  # type: ignore[no-any-return]
-    raise SystemExit("no valid trade event in examples/feed.jsonl")
-
-
-def measure(cases: list[Case], repeats: int) -> dict[str, list[float]]:
-    """Nanoseconds per call of each case, one sample per round; ``setup`` runs before each."""
-    for _, func, setup, calls in cases:  # warm caches first
-        setup()
-        for _ in range(min(calls, 1000)):
-            func()
-    samples: dict[str, list[float]] = {name: [] for name, _, _, _ in cases}
-    for _ in range(repeats):
-        for name, func, setup, calls in cases:
-            setup()
-            start = time.perf_counter_ns()
-            for _ in range(calls):
-                func()
-            samples[name].append((time.perf_counter_ns() - start) / calls)
-    return samples
 
 
 def main() -> int:
@@ -109,12 +71,13 @@ def main() -> int:
         return lambda: eng.evaluate(SCHEMA, payload, track="v2")
 
     calls = args.calls
-    cases: list[Case] = [
-        ("valid, metrics+logging off", run(off, valid), logging_off, calls),
-        ("valid, metrics+logging on", run(on, valid), logging_on, calls),
-        ("invalid, metrics+logging off", run(off, invalid), logging_off, calls // 5),
-        ("invalid, metrics+logging on", run(on, invalid), logging_on, calls // 5),
+    cases = [
+        ("valid, metrics+logging off", run(off, valid), calls),
+        ("valid, metrics+logging on", run(on, valid), calls),
+        ("invalid, metrics+logging off", run(off, invalid), calls // 5),
+        ("invalid, metrics+logging on", run(on, invalid), calls // 5),
     ]
+    setups = {name: logging_on if name.endswith(" on") else logging_off for name, _, _ in cases}
     print(f"policy-engine metrics/logging overhead: {SCHEMA} v2, {len(json.dumps(valid))} bytes")
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
@@ -125,7 +88,7 @@ def main() -> int:
     medians: dict[str, float] = {}
     minima: dict[str, float] = {}
     print(f"{'case':<32} {'median ns':>11} {'min':>11} {'max':>11}")
-    for name, values in measure(cases, args.repeats).items():
+    for name, values in measure(cases, args.repeats, setups).items():
         medians[name], minima[name] = statistics.median(values), min(values)
         print(f"{name:<32} {medians[name]:>11,.0f} {minima[name]:>11,.0f} {max(values):>11,.0f}")
     engine_log.removeHandler(handler)

@@ -31,27 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import ROOT, SCHEMA, measure, trade_event
+
 from engine import PolicyEngine, Settings
 from engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = "marketdata.TradeEvent"
-
-
-def trade_event(engine: PolicyEngine) -> dict[str, Any]:
-    """A valid v2 trade event from the example feed."""
-    with (ROOT / "examples" / "feed.jsonl").open() as feed:
-        for line in feed:
-            try:
-                envelope = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(envelope, dict) or envelope.get("schema") != SCHEMA:
-                continue
-            payload = envelope.get("payload")
-            if engine.evaluate(SCHEMA, payload, track="v2").valid:
-                return payload  # type: ignore[no-any-return]
-    raise SystemExit("no valid trade event in examples/feed.jsonl")
 
 
 def serve_examples(registry: FakeSchemaRegistry) -> None:
@@ -77,24 +60,6 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[index])
 
 
-def measure(
-    cases: list[tuple[str, Callable[[], object]]], calls: int, repeats: int
-) -> dict[str, list[float]]:
-    """Nanoseconds per call of each case, one sample per round; cases alternate in a round so
-    load from elsewhere on a shared machine hits both sides of a ratio."""
-    for _, func in cases:
-        for _ in range(1000):
-            func()
-    samples: dict[str, list[float]] = {name: [] for name, _ in cases}
-    for _ in range(repeats):
-        for name, func in cases:
-            start = time.perf_counter_ns()
-            for _ in range(calls):
-                func()
-            samples[name].append((time.perf_counter_ns() - start) / calls)
-    return samples
-
-
 def bench_warm(registry: FakeSchemaRegistry, calls: int, repeats: int) -> None:
     """Warm-cache evaluate, HTTP registry against the embedded one."""
     os.chdir(ROOT)
@@ -106,16 +71,16 @@ def bench_warm(registry: FakeSchemaRegistry, calls: int, repeats: int) -> None:
     for eng in (embedded, http):
         assert eng.evaluate(SCHEMA, valid).valid is True
         assert eng.evaluate(SCHEMA, invalid).valid is False
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("embedded: evaluate valid", lambda: embedded.evaluate(SCHEMA, valid)),
-        ("http:     evaluate valid", lambda: http.evaluate(SCHEMA, valid)),
-        ("embedded: evaluate invalid", lambda: embedded.evaluate(SCHEMA, invalid)),
-        ("http:     evaluate invalid", lambda: http.evaluate(SCHEMA, invalid)),
+    cases: list[tuple[str, Callable[[], object], int]] = [
+        ("embedded: evaluate valid", lambda: embedded.evaluate(SCHEMA, valid), calls),
+        ("http:     evaluate valid", lambda: http.evaluate(SCHEMA, valid), calls),
+        ("embedded: evaluate invalid", lambda: embedded.evaluate(SCHEMA, invalid), calls),
+        ("http:     evaluate invalid", lambda: http.evaluate(SCHEMA, invalid), calls),
     ]
     print(f"1. warm cache: {SCHEMA} (track chosen by the registry), median of {repeats} rounds")
     print(f"   {'case':<28} {'median ns':>10} {'min':>10} {'max':>10} {'per s':>12}")
     medians: dict[str, float] = {}
-    for name, values in measure(cases, calls, repeats).items():
+    for name, values in measure(cases, repeats).items():
         medians[name] = statistics.median(values)
         print(
             f"   {name:<28} {medians[name]:>10,.0f} {min(values):>10,.0f} {max(values):>10,.0f} "
