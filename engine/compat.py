@@ -317,7 +317,11 @@ class SchemaManager:
 
     def _result(self, decision: Decision) -> tuple[bool, list[str]]:
         stats = self._stats
-        if decision.valid is None:  # mode off, or no usable schema: not validated
+        if decision.action is Action.REJECTED and decision.valid is None:
+            # no usable schema and the rule says on_registry_error: reject (strict only)
+            stats["enforcement_rejections"] += 1
+            raise_for_rejection(decision)
+        if decision.valid is None:  # mode off, or no usable schema with allow: not validated
             return True, []
         if decision.valid:
             stats["validation_success"] += 1

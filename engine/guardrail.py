@@ -232,7 +232,11 @@ class Guardrails:
                 log.exception("guardrail listener %r failed; ignored", listener)
 
     def tripped(self, now: float) -> list[TrippedGuardrail]:
-        """The guardrails in their cooldown at ``now``."""
+        """The guardrails in their cooldown at ``now``; ones whose cooldown ended recover here
+        too (and tell the listeners), so a quiet schema does not stay 'tripped' in metrics."""
+        for state in list(self._states.values()):
+            if state.tripped_until and now >= state.tripped_until:
+                self._recover(state, now)
         return [
             TrippedGuardrail(s.rule.schema, s.rule.track, s.rate, s.samples, s.tripped_until)
             for s in list(self._states.values())

@@ -186,3 +186,16 @@ def test_sliding_window_memory_is_fixed_and_totals_are_exact() -> None:
     assert 5_900 <= evaluated <= 6_000  # the last 60 s, give or take one 1 s bucket
     assert rejected == pytest.approx(evaluated / 4, abs=30)
     assert window.totals(T0 + 1000 + 61) == (0, 0)
+
+
+def test_status_ends_an_expired_cooldown_without_traffic(setup) -> None:
+    """After the cooldown, status() alone (no payload) resets the tripped gauge to 0."""
+    clock = Clock()
+    registry = CollectorRegistry()
+    labels = {"schema": "g.S", "track": "v1"}
+    with engine_for(setup, clock, metrics_registry=registry) as engine:
+        feed(engine, valid=0, invalid=10)
+        assert registry.get_sample_value("policy_guardrail_tripped", labels) == 1.0
+        clock.now = T0 + 31
+        assert engine.status().guardrails == ()
+        assert registry.get_sample_value("policy_guardrail_tripped", labels) == 0.0

@@ -262,3 +262,17 @@ def test_embedded_registry_directory_works_too(tmp_path):
     (schemas / "v2.json").write_text('{"type": "object", "required": ["name"]}')
     manager = SchemaManager(registry_url=str(tmp_path / "schemas"), enforcement_mode="warn")
     assert _validate(manager, "test.Schema", {})[0] is False
+
+
+def test_no_usable_schema_with_on_registry_error_reject_raises(registry_server, tmp_path):
+    """A strict rule with on_registry_error: reject rejects a schema the registry lacks."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.yaml").write_text(
+        "version: 1\nschemas:\n  missing.Schema:\n    mode: strict\n    on_registry_error: reject\n"
+    )
+    manager = SchemaManager(registry_url=registry_server.url, enforcement_mode="warn")
+    with pytest.raises(SchemaValidationError) as info:
+        _validate(manager, "missing.Schema", {})
+    assert info.value.schema_name == "missing.Schema"
+    assert any("no usable schema" in error for error in info.value.errors)
