@@ -295,6 +295,7 @@ class PolicyEngine:
         self._missing_log: list[float] = [float("-inf"), 0]
         self._reload_lock = threading.Lock()
         self._parse_cache = ParseCache()
+        self._registry_listing: dict[str, tuple[str, ...]] | None = None
         self._last_error: PolicyError | None = None
         self._last_error_at: float | None = None
         self._last_success_at: float | None = None
@@ -428,14 +429,22 @@ class PolicyEngine:
             guardrails=tuple(self.guardrails.tripped(self._clock())),
         )
 
+    @property
+    def registry_listing(self) -> Mapping[str, tuple[str, ...]] | None:
+        """The registry's schemas and tracks as the last reload that could list them saw them
+        (``None`` before any); the metrics hook folds labels with it instead of asking again."""
+        return self._registry_listing
+
     def _known_schema_names(self) -> list[str]:
         if not self.settings.registry_enabled:
             return []
         try:
-            return list(self.source.known_schemas())
+            listing = dict(self.source.known_schemas())
         except RegistryError as exc:
             log.warning("cannot list the registry's schemas for the glob check: %s", exc)
             return []
+        self._registry_listing = listing
+        return list(listing)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -758,7 +758,12 @@ class EngineMetrics:
         # not turn every schema into "unknown".
         registry = self._listed
         engine = self._engine() if self._engine is not None else None
-        if engine is not None and engine.settings.registry_enabled:
+        listing = engine.registry_listing if engine is not None else None
+        if listing is not None:
+            # The reload that called us has just listed the registry (or kept its last good
+            # listing when it could not): one GET /subjects per reload, not two.
+            registry = self._listed = dict(listing)
+        elif engine is not None and engine.settings.registry_enabled:
             try:
                 registry = self._listed = dict(engine.source.known_schemas())
             except RegistryError as exc:

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 
 from engine.cli.common import EXIT_FAIL, EXIT_OK, Streams, add_common, settings_from, write_json
 from engine.errors import ConfigError, PolicyLoadError, Problem, RegistryError
-from engine.policy.diff import diff_policy_sets, pairs_to_compare
-from engine.policy.load import PolicySet, load_policy_set, load_policy_texts
+from engine.policy.load import PolicySet, load_policy_set
 from engine.policy.model import policy_json_schema
 from engine.settings import Settings
 from engine.sources import open_source, redact_url
@@ -112,24 +111,17 @@ def _ratchet(
     settings: Settings,
 ) -> list[Problem]:
     """Ratchet warnings of the working tree against the policy set at git revision ``base``."""
-    from engine.cli.plan import files_at_revision  # plan's git reader; imported when used
+    from engine.cli.plan import changes_between, load_base  # plan's git reader, when used
 
     try:
-        before = load_policy_texts(
-            files_at_revision(base, paths), default_mode=settings.enforcement, known_schemas=known
-        )
+        before = load_base(base, paths, known, settings)
     except PolicyLoadError:
         return [
             Problem(
                 base, 0, 0, f"the policy set at {base} does not load; no ratchet check", "warning"
             )
         ]
-    pairs = pairs_to_compare(
-        before, policy_set, known, (settings.prefer_track, settings.fallback_track)
-    )
-    changes = diff_policy_sets(
-        before, policy_set, pairs, default_mode=settings.enforcement, now=time.time()
-    )
+    changes = changes_between(before, policy_set, known, settings, time.time())
     return [warning for change in changes for warning in change.warnings]
 
 

@@ -12,7 +12,7 @@ import argparse
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -106,6 +106,27 @@ def files_at_revision(ref: str, paths: Iterable[str]) -> list[tuple[str, str, by
             data = _git(["show", f"{ref}:{name}"], top)
             found.append((f"{ref}:{name}", relative.as_posix(), data))
     return found
+
+
+def load_base(
+    ref: str, paths: Iterable[str], known: Mapping[str, tuple[str, ...]], settings: Settings
+) -> PolicySet:
+    """The policy set at git revision ``ref`` (``PolicyLoadError`` if it does not load)."""
+    return load_policy_texts(
+        files_at_revision(ref, paths), default_mode=settings.enforcement, known_schemas=known
+    )
+
+
+def changes_between(
+    before: PolicySet,
+    after: PolicySet,
+    known: Mapping[str, tuple[str, ...]],
+    settings: Settings,
+    now: float,
+) -> list[RuleChange]:
+    """Every schema/track whose effective rule differs, with its ratchet warnings."""
+    pairs = pairs_to_compare(before, after, known, (settings.prefer_track, settings.fallback_track))
+    return diff_policy_sets(before, after, pairs, default_mode=settings.enforcement, now=now)
 
 
 # ---------------------------------------------------------------- sample
@@ -245,11 +266,7 @@ def _plan(args: argparse.Namespace, streams: Streams) -> int:
     except RegistryError as exc:
         streams.stderr.write(f"warning: registry not read ({exc}); comparing written names only\n")
     try:
-        before = load_policy_texts(
-            files_at_revision(args.base, paths),
-            default_mode=settings.enforcement,
-            known_schemas=known,
-        )
+        before = load_base(args.base, paths, known, settings)
         after = load_policy_set(paths, default_mode=settings.enforcement, known_schemas=known)
     except PolicyLoadError as exc:
         for problem in exc.problems:
@@ -257,8 +274,7 @@ def _plan(args: argparse.Namespace, streams: Streams) -> int:
         raise CommandError(
             "a policy set does not load; fix it first ('policy-engine check')"
         ) from None
-    pairs = pairs_to_compare(before, after, known, (settings.prefer_track, settings.fallback_track))
-    changes = diff_policy_sets(before, after, pairs, default_mode=settings.enforcement, now=now)
+    changes = changes_between(before, after, known, settings, now)
     sample = None
     if args.sample:
         try:

@@ -108,15 +108,6 @@ class PolicySet:
         return winner, None
 
     @property
-    def has_guardrails(self) -> bool:
-        """Whether any rule (at any level) of the set has a ``guardrail``."""
-        for entry in self.entries:
-            rules = [entry.defaults, entry.rule, *(entry.rule.tracks or {}).values()]
-            if any(r is not None and r.guardrail is not None for r in rules):
-                return True
-        return False
-
-    @property
     def entries(self) -> Iterator[PolicyEntry]:
         """Every entry, exact names first."""
         yield from self.exact.values()

@@ -357,3 +357,26 @@ def test_every_evaluation_sees_exactly_one_policy_set(policies: Path, registry: 
     assert failures == []
     assert counts["A"] > 0
     assert counts["B"] > 0
+
+
+def test_a_reload_lists_the_registry_once(policies: Path, registry: Path) -> None:
+    """The glob check and the metric labels share one registry listing per reload."""
+    from prometheus_client import CollectorRegistry
+
+    from engine import DirectorySchemaSource
+
+    class Counting(DirectorySchemaSource):
+        calls = 0
+
+        def known_schemas(self):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super().known_schemas()
+
+    with PolicyEngine(
+        str(policies), Counting(registry), metrics_registry=CollectorRegistry()
+    ) as engine:
+        before = Counting.calls
+        (policies / "p.yaml").write_text(rule("strict"))
+        assert engine.reload()
+        assert Counting.calls - before == 1
+        assert engine.registry_listing == {"a.b": ("v1",), "x.Y": ("v1",)}
