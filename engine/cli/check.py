@@ -49,8 +49,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "schema",
         help="print the JSON Schema of the policy file format",
         description="Print the JSON Schema of policy files (format version 1), for editors: "
-        "point yaml-language-server at it with '# yaml-language-server: $schema=<file>'.",
+        "point yaml-language-server at it with '# yaml-language-server: $schema=<file>'. "
+        "The format does not depend on policies or registry; --policies and --registry are "
+        "accepted like on every command (SPEC §6) and not used.",
     )
+    add_common(schema, json_flag=False)  # its output is JSON already
     schema.set_defaults(run=run_schema)
 
 

@@ -487,3 +487,15 @@ def test_explain_rejects_a_time_that_is_not_rfc3339(policy_dir: Path) -> None:
     assert code == 2
     assert "RFC 3339" in err
     assert "2026-12-01T00:00:00Z" in err
+
+
+def test_every_command_takes_policies_and_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    """SPEC §6: --policies and --registry are accepted after every command's name."""
+    code, out, _ = run(["schema", "--policies", POLICIES, "--registry", SCHEMAS])
+    assert code == 0
+    assert json.loads(out)["title"] == "policy-engine policy file"
+    for command in ("check", "schema", "explain", "validate", "replay", "plan", "consume"):
+        assert main([command, "--help"], environ={}) == 0
+        help_text = capsys.readouterr().out  # argparse prints --help to sys.stdout
+        assert "--policies" in help_text, command
+        assert "--registry" in help_text, command
