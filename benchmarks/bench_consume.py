@@ -35,8 +35,8 @@ from pathlib import Path
 import redis
 from prometheus_client import CollectorRegistry
 
-from engine import Mode, PolicyEngine, Settings
-from engine.loop import (
+from policy_engine import Mode, PolicyEngine, Settings
+from policy_engine.loop import (
     ConsumeLoop,
     JsonlSink,
     JsonlSource,

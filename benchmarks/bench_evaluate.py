@@ -24,9 +24,9 @@ from importlib.metadata import version
 
 import jsonschema
 import jsonschema_rs
-from common import ROOT, SCHEMA, measure, trade_event
 
-from engine import PolicyEngine
+from common import ROOT, SCHEMA, measure, trade_event
+from policy_engine import PolicyEngine
 
 
 def main() -> int:

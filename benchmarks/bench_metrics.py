@@ -3,10 +3,10 @@
 Run: ``python benchmarks/bench_metrics.py`` (from the repository root). Two engines over the
 example ``policies/`` and ``schemas/`` evaluate the same valid and invalid trade events:
 
-- **on**: metrics on a ``CollectorRegistry`` (the default hook) and the ``engine`` loggers
+- **on**: metrics on a ``CollectorRegistry`` (the default hook) and the ``policy_engine`` loggers
   writing JSON lines (``JsonLogFormatter``) to ``os.devnull``; warn-mode failures are logged
   at most once per 10 s per schema/track, as in production;
-- **off**: ``PolicyEngine(..., metrics=False)`` and the ``engine.decisions`` logger disabled.
+- **off**: ``PolicyEngine(..., metrics=False)`` and the ``policy_engine.decisions`` logger disabled.
 
 The cases take turns within each round (like ``bench_evaluate.py``), so load from elsewhere on
 a shared machine hits both sides of a difference. Target: overhead <= 1 us per payload.
@@ -26,11 +26,11 @@ from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
-from common import ROOT, SCHEMA, measure, trade_event
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine import PolicyEngine
-from engine.logs import JsonLogFormatter
+from common import ROOT, SCHEMA, measure, trade_event
+from policy_engine import PolicyEngine
+from policy_engine.logs import JsonLogFormatter
 
 TARGET_NS = 1000.0
 
@@ -56,10 +56,10 @@ def main() -> int:
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
     handler = logging.StreamHandler(sink)
     handler.setFormatter(JsonLogFormatter())
-    engine_log = logging.getLogger("engine")
+    engine_log = logging.getLogger("policy_engine")
     engine_log.addHandler(handler)
     engine_log.setLevel(logging.INFO)
-    decisions = logging.getLogger("engine.decisions")
+    decisions = logging.getLogger("policy_engine.decisions")
 
     def logging_on() -> None:
         decisions.disabled = False

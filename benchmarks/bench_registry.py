@@ -1,7 +1,7 @@
 """The HTTP schema registry: warm-cache throughput, cold start, and evaluate through an outage.
 
 Run: ``python benchmarks/bench_registry.py`` (from the repository root). Serves the example
-``schemas/`` from ``engine.testing.FakeSchemaRegistry`` (a real HTTP server on 127.0.0.1) and
+``schemas/`` from ``policy_engine.testing.FakeSchemaRegistry`` (a real HTTP server on 127.0.0.1) and
 prints three sets of figures, with no pass/fail:
 
 1. ``evaluate`` throughput with a warm HTTP cache against the embedded registry, same payload,
@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, SCHEMA, measure, trade_event
-
-from engine import PolicyEngine, Settings
-from engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
+from policy_engine import PolicyEngine, Settings
+from policy_engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
 
 
 def serve_examples(registry: FakeSchemaRegistry) -> None:

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import PolicyEngine, load_policy_set
-from engine.policy.load import ParseCache
+from policy_engine import PolicyEngine, load_policy_set
+from policy_engine.policy.load import ParseCache
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "marketdata.TradeEvent"

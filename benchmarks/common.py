@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import PolicyEngine
+from policy_engine import PolicyEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "marketdata.TradeEvent"

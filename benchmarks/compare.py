@@ -406,8 +406,8 @@ def decision_cases(
     from growthbook import GrowthBook
     from openfeature.evaluation_context import EvaluationContext
 
-    from engine import Mode, PolicyEngine
-    from engine import engine as engine_module
+    from policy_engine import Mode, PolicyEngine
+    from policy_engine import policy_engine as engine_module
 
     def policy_engine(metrics: bool) -> PolicyEngine:
         eng = PolicyEngine(policies=files["policies"], registry=ROOT / "schemas", metrics=metrics)
@@ -580,7 +580,7 @@ def validation_cases(inputs: Inputs, stack: contextlib.ExitStack) -> list[Case]:
     import jsonschema
     import jsonschema_rs
 
-    from engine import PolicyEngine
+    from policy_engine import PolicyEngine
 
     ours = PolicyEngine(policies=ROOT / "policies", registry=ROOT / "schemas", metrics=False)
     ours_metrics = PolicyEngine(policies=ROOT / "policies", registry=ROOT / "schemas")
@@ -727,7 +727,7 @@ def consume_missing() -> str | None:
     needs that file and the ``policy-engine consume`` command.
     """
     probe = subprocess.run(
-        [sys.executable, "-m", "engine", "consume", "--help"],
+        [sys.executable, "-m", "policy_engine", "consume", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -1093,7 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
     host = machine()
     print("policy-engine vs peers: " + ", ".join(f"{k} {v}" for k, v in host.items()))
 
-    from engine import PolicyEngine
+    from policy_engine import PolicyEngine
 
     tmp = Path(tempfile.mkdtemp(prefix="policy-engine-compare-"))
     try:

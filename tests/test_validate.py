@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine.decision import MAX_VIOLATIONS
-from engine.errors import InvalidSchemaError
-from engine.sources import SchemaDocument
-from engine.validate import (
+from policy_engine.decision import MAX_VIOLATIONS
+from policy_engine.errors import InvalidSchemaError
+from policy_engine.sources import SchemaDocument
+from policy_engine.validate import (
     BACKENDS,
     MAX_DEPTH,
     MAX_MESSAGE_CHARS,

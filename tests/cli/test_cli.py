@@ -11,7 +11,7 @@ from pathlib import Path
 import mmh3
 import pytest
 
-from engine.cli import main
+from policy_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = str(REPO / "schemas")
@@ -467,9 +467,9 @@ def test_bad_environment_is_reported_as_a_usage_error(policy_dir: Path) -> None:
 
 
 def test_python_dash_m_engine_runs_the_cli() -> None:
-    """`python -m engine schema` works as a separate process."""
+    """`python -m policy_engine schema` works as a separate process."""
     result = subprocess.run(
-        [sys.executable, "-m", "engine", "schema"],
+        [sys.executable, "-m", "policy_engine", "schema"],
         capture_output=True,
         text=True,
         check=False,

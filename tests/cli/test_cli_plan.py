@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from policy_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

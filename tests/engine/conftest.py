@@ -1,8 +1,8 @@
 """Fixtures for the engine tests: an in-memory schema source, a settable clock, policy files.
 
 Everything here is a real implementation (no mock library): ``InMemorySchemaSource`` implements
-the ``SchemaSource`` protocol of ``engine.sources`` with switches that make it answer "not found"
-or fail like an unreachable registry, and counts every fetch.
+the ``SchemaSource`` protocol of ``policy_engine.sources`` with switches that make it answer
+"not found" or fail like an unreachable registry, and counts every fetch.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import mmh3
 import pytest
 
-from engine import PolicyEngine, Settings
-from engine.errors import RegistryError, RegistryUnavailableError, SchemaNotFoundError
-from engine.sources import SchemaDocument
+from policy_engine import PolicyEngine, Settings
+from policy_engine.errors import RegistryError, RegistryUnavailableError, SchemaNotFoundError
+from policy_engine.sources import SchemaDocument
 
 #: 2026-06-01T00:00:00Z, the default time of the test clock.
 T0 = datetime(2026, 6, 1, tzinfo=UTC).timestamp()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine import Action, Mode, Violation
+from policy_engine import Action, Mode, Violation
 
 DECISION_KEYS = {
     "schema",

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine import Action, SchemaValidationError
+from policy_engine import Action, SchemaValidationError
 
 VALID = {"id": "o-1", "price": 3.5}
 INVALID = {"id": "o-1", "price": -1}

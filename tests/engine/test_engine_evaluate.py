@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Action, Decision, Mode, SchemaValidationError, Settings
+from policy_engine import Action, Decision, Mode, SchemaValidationError, Settings
 
 VALID = {"id": "o-1", "price": 3.5}
 INVALID = {"id": "o-1", "price": -1}
@@ -431,7 +431,7 @@ def test_evaluate_never_raises_on_bad_payloads(make_engine, one_rule, mode, name
 
 SURROGATE_SCRIPT = r"""
 import sys
-from engine import PolicyEngine
+from policy_engine import PolicyEngine
 
 policies, registry = sys.argv[1], sys.argv[2]
 with PolicyEngine(policies=policies, registry=registry) as eng:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Action, Mode, PolicyEngine
+from policy_engine import Action, Mode, PolicyEngine
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine import Explanation, Mode, Settings
+from policy_engine import Explanation, Mode, Settings
 
 SALT_V2 = "shop.Order:v2"
 EXPLAIN_KEYS = {

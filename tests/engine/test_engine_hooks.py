@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from engine import Action, ConfigError, Decision, Mode, SchemaValidationError, Settings
+from policy_engine import Action, ConfigError, Decision, Mode, SchemaValidationError, Settings
 
 INVALID = {"id": "o-1", "price": -1}
 
@@ -107,7 +107,7 @@ def test_force_mode_caps_after_adjusters(make_engine, one_rule):
 def test_raising_hooks_are_ignored(make_engine, one_rule, caplog):
     """A hook that raises is logged and ignored: evaluate still returns the normal decision."""
     eng = make_engine(one_rule("shop.Order", "mode: strict"), hooks=(Raise(),))
-    with caplog.at_level(logging.ERROR, logger="engine"):
+    with caplog.at_level(logging.ERROR, logger="policy_engine"):
         d = eng.evaluate("shop.Order", INVALID, key="k")
     assert (d.mode, d.action) == (Mode.STRICT, Action.REJECTED)
     assert "adjuster is broken" in caplog.text or "adjust_mode" in caplog.text
@@ -152,7 +152,7 @@ def test_one_object_can_be_both_kinds(make_engine, one_rule):
 def test_adjuster_cannot_raise_the_mode(make_engine, one_rule, caplog):
     """An adjuster that returns a stricter mode is ignored and logged: hooks only step back."""
     eng = make_engine(one_rule("shop.Order", "mode: warn"), hooks=(Escalate(),))
-    with caplog.at_level(logging.WARNING, logger="engine"):
+    with caplog.at_level(logging.WARNING, logger="policy_engine"):
         d = eng.evaluate("shop.Order", INVALID, key="k")
     assert (d.mode, d.action) == (Mode.WARN, Action.LOGGED)
     assert "escalated" not in d.reason

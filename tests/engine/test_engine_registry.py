@@ -8,9 +8,9 @@ import string
 
 import pytest
 
-import engine.engine
-import engine.schemas
-from engine import (
+import policy_engine.engine
+import policy_engine.schemas
+from policy_engine import (
     Action,
     DirectorySchemaSource,
     Mode,
@@ -18,7 +18,7 @@ from engine import (
     SchemaValidationError,
     Settings,
 )
-from engine.errors import InvalidSchemaError, RegistryUnavailableError
+from policy_engine.errors import InvalidSchemaError, RegistryUnavailableError
 
 VALID = {"id": "o-1", "price": 3.5}
 INVALID = {"id": "o-1", "price": -1}
@@ -164,13 +164,13 @@ def test_fetch_once_per_ttl(make_engine, one_rule, source, clock):
 def compiles(monkeypatch):
     """Count calls of the real compile_schema that the schema cache makes."""
     calls: list[tuple[str, str, str]] = []
-    real = engine.schemas.compile_schema
+    real = policy_engine.schemas.compile_schema
 
     def counting(doc, backend="rust"):
         calls.append((doc.schema, doc.track, doc.version))
         return real(doc, backend)
 
-    monkeypatch.setattr(engine.schemas, "compile_schema", counting)
+    monkeypatch.setattr(policy_engine.schemas, "compile_schema", counting)
     return calls
 
 
@@ -235,14 +235,14 @@ def test_ten_thousand_unknown_names_stay_bounded(make_engine, source):
     for name in _random_names(10_000, seed=1):
         d = eng.evaluate(name, {"a": name})
         assert d.action is Action.SKIPPED
-    assert len(eng._state.routes) <= engine.engine.MAX_ROUTES
-    assert len(eng._schemas._slots) <= engine.schemas.MAX_SLOTS
+    assert len(eng._state.routes) <= policy_engine.engine.MAX_ROUTES
+    assert len(eng._schemas._slots) <= policy_engine.schemas.MAX_SLOTS
 
 
 def test_unknown_names_beyond_the_caps_still_decide(make_engine, source, monkeypatch):
     """Past the caps names are still evaluated correctly while memory stops growing."""
-    monkeypatch.setattr(engine.engine, "MAX_ROUTES", 50)
-    monkeypatch.setattr(engine.schemas, "MAX_SLOTS", 50)
+    monkeypatch.setattr(policy_engine.engine, "MAX_ROUTES", 50)
+    monkeypatch.setattr(policy_engine.schemas, "MAX_SLOTS", 50)
     eng = make_engine(settings=Settings(enforcement=Mode.STRICT))
     for name in _random_names(1_000, seed=2):
         eng.evaluate(name, VALID)
@@ -285,7 +285,7 @@ def test_hostile_schema_names_are_skipped(tmp_path, policy_dir, clock, name):
 def test_a_schema_missing_from_the_registry_is_logged_once(make_engine, one_rule, caplog):
     """Payloads of a schema the registry lacks are skipped; logged once, not per payload."""
     eng = make_engine(one_rule("shop.Typo", "mode: strict"))
-    with caplog.at_level(logging.WARNING, logger="engine"):
+    with caplog.at_level(logging.WARNING, logger="policy_engine"):
         actions = [eng.evaluate("shop.Typo", {"a": 1}, key="k").action for _ in range(50)]
     assert set(actions) == {Action.SKIPPED}
     lines = [r.getMessage() for r in caplog.records if "not in the registry" in r.getMessage()]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Action, Mode, PolicyEngine, PolicyLoadError
-from engine.policy.load import load_policy_set
+from policy_engine import Action, Mode, PolicyEngine, PolicyLoadError
+from policy_engine.policy.load import load_policy_set
 
 INVALID = {"id": "o-1", "price": -1}
 

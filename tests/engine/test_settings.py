@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Action, ConfigError, Mode, PolicyEngine, PolicyLoadError, Settings
+from policy_engine import Action, ConfigError, Mode, PolicyEngine, PolicyLoadError, Settings
 
 SECRET = "s3cr3t-t0ken-value"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from engine import Action, Mode, PolicyEngine
-from engine.guardrail import SLOTS, SlidingWindow
+from policy_engine import Action, Mode, PolicyEngine
+from policy_engine.guardrail import SLOTS, SlidingWindow
 
 T0 = 1_800_000_000.0
 VALID, INVALID = {"n": 1}, {"n": "x"}

@@ -15,7 +15,7 @@ import redis
 from loop_support import ORDER, POLICY
 from prometheus_client import CollectorRegistry
 
-from engine import PolicyEngine, Settings
+from policy_engine import PolicyEngine, Settings
 
 
 @pytest.fixture

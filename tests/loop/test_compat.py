@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import RegistryConfig, SchemaManager, SchemaNotFoundError, SchemaValidationError
-from engine.testing import FakeSchemaRegistry
+from policy_engine import RegistryConfig, SchemaManager, SchemaNotFoundError, SchemaValidationError
+from policy_engine.testing import FakeSchemaRegistry
 
 TEST_SCHEMA = {
     "type": "object",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from loop_support import REDIS_URL, RELAXED, envelope, order
 
-from engine.cli import main
+from policy_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def _feed(path, lines):
 
 def _spawn(args, cwd, stderr=subprocess.PIPE):
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", *args],
+        [sys.executable, "-m", "policy_engine", *args],
         cwd=cwd,
         env={**os.environ, "POLICY_WATCH": "false"},
         stdout=subprocess.PIPE,

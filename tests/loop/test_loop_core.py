@@ -11,8 +11,8 @@ import threading
 import pytest
 from loop_support import envelope, order
 
-from engine import Action, SinkError
-from engine.loop import (
+from policy_engine import Action, SinkError
+from policy_engine.loop import (
     AsyncConsumeLoop,
     ConsumeLoop,
     IoRetry,
@@ -241,9 +241,9 @@ def test_follow_source_waits_for_more(engine):
 
 
 def test_loop_exports_resolve_lazily():
-    """Every name engine.loop exports resolves, and importing engine alone leaves redis-py out."""
-    import engine.loop
+    """Every name policy_engine.loop exports resolves; importing the package leaves redis-py out."""
+    import policy_engine.loop
 
-    assert all(getattr(engine.loop, name) is not None for name in engine.loop.__all__)
+    assert all(getattr(policy_engine.loop, name) is not None for name in policy_engine.loop.__all__)
     code = "import sys, engine; assert 'redis' not in sys.modules, 'redis imported'"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -6,9 +6,16 @@ import json
 
 from loop_support import envelope
 
-from engine import Violation
-from engine.loop import ConsumeLoop, MemorySink, MemorySource, Message, Position, mask_violations
-from engine.loop.records import (
+from policy_engine import Violation
+from policy_engine.loop import (
+    ConsumeLoop,
+    MemorySink,
+    MemorySource,
+    Message,
+    Position,
+    mask_violations,
+)
+from policy_engine.loop.records import (
     DLQ_FIELD,
     parse_dead_letter_entry,
     parse_dead_letter_line,

@@ -11,8 +11,8 @@ import time
 import pytest
 from loop_support import envelope, order
 
-from engine import SinkError
-from engine.loop import (
+from policy_engine import SinkError
+from policy_engine.loop import (
     ConsumeLoop,
     IoRetry,
     JsonlSink,

@@ -29,7 +29,7 @@ KILLS = 20
 def _consume(args: list[str], cwd: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "POLICY_WATCH": "false"}
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", "consume", *args],
+        [sys.executable, "-m", "policy_engine", "consume", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from engine import RetryPolicy, SinkError, enforce_handler
-from engine.loop import EnforcedHandler, MemorySink, Position
+from policy_engine import RetryPolicy, SinkError, enforce_handler
+from policy_engine.loop import EnforcedHandler, MemorySink, Position
 
 
 class Flaky:

@@ -10,8 +10,8 @@ import time
 import pytest
 from loop_support import REDIS_URL, order
 
-from engine import SinkError
-from engine.loop import (
+from policy_engine import SinkError
+from policy_engine.loop import (
     AsyncConsumeLoop,
     AsyncRedisStreamSink,
     AsyncRedisStreamSource,

@@ -15,8 +15,8 @@ import pytest
 from metrics_support import ORDER, POLICY, Clock
 from prometheus_client import CollectorRegistry
 
-from engine import PolicyEngine, Settings
-from engine.metrics import METRICS
+from policy_engine import PolicyEngine, Settings
+from policy_engine.metrics import METRICS
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def make_engine(
 def value(registry: CollectorRegistry) -> Callable[..., float | None]:
     """``value(name, *label_values, **labels)``: a sample as scraped, ``None`` if absent.
 
-    Positional label values follow the metric's label names in ``engine.metrics.METRICS``:
+    Positional label values follow the metric's label names in ``policy_engine.metrics.METRICS``:
     ``value("schema_validations_total", "shop.Order", "v2", "strict", "accepted")``.
     """
     names = {spec.name: spec.labels for spec in METRICS}

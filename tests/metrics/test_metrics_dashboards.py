@@ -13,7 +13,7 @@ import yaml
 from metrics_support import INVALID
 from prometheus_client import CollectorRegistry
 
-from engine.metrics import exported_metric_names
+from policy_engine.metrics import exported_metric_names
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability"
 
@@ -85,7 +85,7 @@ def references(expr: str) -> tuple[set[str], list[tuple[str, str]]]:
 @pytest.fixture(scope="module")
 def exported() -> dict[str, set[str]]:
     """Sample name -> label names, from a scrape of a registry where every metric moved."""
-    from engine import PolicyEngine
+    from policy_engine import PolicyEngine
 
     root = Path(__file__).resolve().parents[2]
     registry = CollectorRegistry()

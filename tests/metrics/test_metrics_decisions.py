@@ -6,8 +6,8 @@ import pytest
 from metrics_support import INVALID, SCHEMAS, VALID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from engine import Action, ConfigError, PolicyEngine, SchemaValidationError
-from engine.metrics import METRICS, EngineMetrics, FastEngineMetrics
+from policy_engine import Action, ConfigError, PolicyEngine, SchemaValidationError
+from policy_engine.metrics import METRICS, EngineMetrics, FastEngineMetrics
 
 VALIDATIONS = "schema_validations_total"
 FAILURES = "schema_validation_failures_total"

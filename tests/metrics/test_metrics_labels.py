@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from metrics_support import INVALID, ORDER, VALID
 
-from engine.errors import RegistryUnavailableError, SchemaNotFoundError
-from engine.metrics import MAX_PATHS_PER_SERIES, FastEngineMetrics, fold_path
-from engine.sources import SchemaDocument
+from policy_engine.errors import RegistryUnavailableError, SchemaNotFoundError
+from policy_engine.metrics import MAX_PATHS_PER_SERIES, FastEngineMetrics, fold_path
+from policy_engine.sources import SchemaDocument
 
 VALIDATIONS = "schema_validations_total"
 VIOLATIONS = "schema_violations_total"
@@ -174,7 +174,7 @@ class FlakyListing:
     description = "flaky"
 
     def __init__(self, root) -> None:
-        from engine.sources.embedded import DirectorySchemaSource
+        from policy_engine.sources.embedded import DirectorySchemaSource
 
         self.inner = DirectorySchemaSource(root)
         self.down = False

@@ -10,20 +10,20 @@ import sys
 import pytest
 from metrics_support import INVALID, VALID
 
-from engine import ConfigError, Settings
-from engine.cli import main
-from engine.logs import JsonLogFormatter
+from policy_engine import ConfigError, Settings
+from policy_engine.cli import main
+from policy_engine.logs import JsonLogFormatter
 
 FIELDS = ("schema", "track", "mode", "action", "rule", "checksum", "violation_count", "suppressed")
 
 
 @pytest.fixture
 def records(caplog):
-    """The ``engine.decisions`` records of the test, captured at WARNING and above."""
-    caplog.set_level(logging.WARNING, logger="engine.decisions")
+    """The ``policy_engine.decisions`` records of the test, captured at WARNING and above."""
+    caplog.set_level(logging.WARNING, logger="policy_engine.decisions")
 
     def read() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "engine.decisions"]
+        return [r for r in caplog.records if r.name == "policy_engine.decisions"]
 
     return read
 
@@ -134,10 +134,10 @@ def test_cli_json_log_format(policy_dir, schema_dir, tmp_path):
     assert code == 0
     lines = [json.loads(line) for line in err.getvalue().splitlines()]
     loaded = next(line for line in lines if line["message"].startswith("policy set"))
-    assert loaded["logger"] == "engine"
+    assert loaded["logger"] == "policy_engine"
     assert loaded["level"] == "INFO"
     assert len(loaded["checksum"]) == 16
-    failure = next(line for line in lines if line["logger"] == "engine.decisions")
+    failure = next(line for line in lines if line["logger"] == "policy_engine.decisions")
     assert failure["level"] == "WARNING"
     assert {k: failure[k] for k in ("schema", "track", "mode", "action", "violation_count")} == {
         "schema": "shop.Order",
@@ -159,7 +159,7 @@ def test_cli_text_log_format_is_the_default(policy_dir, schema_dir, tmp_path):
     args += ["--policies", str(policy_dir), "--registry", str(schema_dir)]
     assert main(args, stdout=io.StringIO(), stderr=err, environ={}) == 0
     assert err.getvalue() == (
-        "WARNING engine.decisions: shop.Order v1 logged: 1 violation(s), first /price minimum\n"
+        "WARNING policy_engine.decisions: shop.Order v1 logged: 1 violation(s), first /price minimum\n"
     )
 
 
@@ -169,7 +169,9 @@ def test_json_formatter_keeps_exceptions_and_odd_values():
         raise ValueError("boom")
     except ValueError:
         exc_info = sys.exc_info()
-    record = logging.LogRecord("engine", logging.ERROR, __file__, 1, "failed %s", ("x",), exc_info)
+    record = logging.LogRecord(
+        "policy_engine", logging.ERROR, __file__, 1, "failed %s", ("x",), exc_info
+    )
     record.schema = "shop.Order"
     record.when = {1, 2}.__class__  # not JSON
     data = json.loads(JsonLogFormatter().format(record))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from metrics_support import INVALID, VALID
 
-from engine.metrics import METRICS, multiprocess_registry, serve_metrics
+from policy_engine.metrics import METRICS, multiprocess_registry, serve_metrics
 
 LABELS = {spec.name: spec.labels for spec in METRICS}
 
@@ -22,8 +22,8 @@ PER_WORKER = 300
 WORKER = textwrap.dedent(
     """
     import json, sys, urllib.request
-    from engine import PolicyEngine
-    from engine.metrics import MultiprocessEngineMetrics, serve_metrics
+    from policy_engine import PolicyEngine
+    from policy_engine.metrics import MultiprocessEngineMetrics, serve_metrics
 
     policies, schemas, valid, invalid, n, serve = sys.argv[1:]
     eng = PolicyEngine(policies=policies, registry=schemas)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from metrics_support import INVALID, T0, VALID
 
-from engine import PolicyEngine, PolicyLoadError, load_policy_set
+from policy_engine import PolicyEngine, PolicyLoadError, load_policy_set
 
 RAMP = """\
 version: 1

@@ -8,7 +8,7 @@ import time
 
 from metrics_support import INVALID, VALID
 
-from engine.metrics import FastEngineMetrics
+from policy_engine.metrics import FastEngineMetrics
 
 THREADS = 8
 PER_THREAD = 5_000

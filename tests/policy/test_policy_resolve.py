@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.decision import Mode
-from engine.policy.load import PolicySet, glob_specificity, load_policy_set
-from engine.policy.resolve import EffectiveRule, parse_time, resolve_rule, rule_for
+from policy_engine.decision import Mode
+from policy_engine.policy.load import PolicySet, glob_specificity, load_policy_set
+from policy_engine.policy.resolve import EffectiveRule, parse_time, resolve_rule, rule_for
 
 CASES = Path(__file__).parent / "cases"
 SCENARIOS: list[dict[str, Any]] = yaml.safe_load(

@@ -15,8 +15,8 @@ from pathlib import Path
 import mmh3
 import pytest
 
-from engine import Mode, PolicyEngine, PolicyLoadError
-from engine.reload import install_sighup_reload
+from policy_engine import Mode, PolicyEngine, PolicyLoadError
+from policy_engine.reload import install_sighup_reload
 
 SCHEMA_DOC = '{"type": "object", "properties": {"n": {"type": "integer"}}}'
 
@@ -199,7 +199,7 @@ def test_a_reload_error_is_logged_once(
     watched: PolicyEngine, policies: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The same broken state seen by several change events is logged once, with file:line:col."""
-    with caplog.at_level(logging.ERROR, logger="engine.reload"):
+    with caplog.at_level(logging.ERROR, logger="policy_engine.reload"):
         (policies / "p.yaml").write_text(rule("loud"))
         assert wait_for(lambda: not watched.status().healthy)
         for i in range(3):  # more events, same broken p.yaml
@@ -363,7 +363,7 @@ def test_a_reload_lists_the_registry_once(policies: Path, registry: Path) -> Non
     """The glob check and the metric labels share one registry listing per reload."""
     from prometheus_client import CollectorRegistry
 
-    from engine import DirectorySchemaSource
+    from policy_engine import DirectorySchemaSource
 
     class Counting(DirectorySchemaSource):
         calls = 0

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import ConfigError, PolicyEngine
-from engine.cli import main
-from engine.report import LADDER, fold_indices, next_canary
+from policy_engine import ConfigError, PolicyEngine
+from policy_engine.cli import main
+from policy_engine.report import LADDER, fold_indices, next_canary
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DOC = (

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.errors import InvalidSchemaError, RegistryUnavailableError, SchemaNotFoundError
-from engine.sources import SchemaSource
-from engine.sources.embedded import DirectorySchemaSource
+from policy_engine.errors import InvalidSchemaError, RegistryUnavailableError, SchemaNotFoundError
+from policy_engine.sources import SchemaSource
+from policy_engine.sources.embedded import DirectorySchemaSource
 
 FEEDBACK = {"type": "object", "required": ["producer_id"]}
 

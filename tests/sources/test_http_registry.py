@@ -1,8 +1,8 @@
 """The HTTP schema registry against a real Confluent-compatible server on 127.0.0.1.
 
-``engine.testing.FakeSchemaRegistry`` serves schemas from memory with fault injection. The cache
-and backoff run on a settable clock shared by the engine and the source, so TTLs and backoff
-periods pass without sleeping; request timeouts are real and short (``TIMEOUT``).
+``policy_engine.testing.FakeSchemaRegistry`` serves schemas from memory with fault injection.
+The cache and backoff run on a settable clock shared by the engine and the source, so TTLs and
+backoff periods pass without sleeping; request timeouts are real and short (``TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-import engine.schemas
-import engine.sources.http
-from engine import (
+import policy_engine.schemas
+import policy_engine.sources.http
+from policy_engine import (
     Action,
     ConfigError,
     HttpSchemaSource,
@@ -34,15 +34,15 @@ from engine import (
     SubjectNotFoundError,
     VersionNotFoundError,
 )
-from engine.cli import main
-from engine.sources import open_source, redact_url
-from engine.sources.subjects import SubjectTemplate
-from engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
+from policy_engine.cli import main
+from policy_engine.sources import open_source, redact_url
+from policy_engine.sources.subjects import SubjectTemplate
+from policy_engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
 
 TIMEOUT = 0.2
 TTL = 60.0
 #: Past the engine's retry interval for a failed slot (10 s) and the first backoff (1 s).
-RETRY = engine.schemas.ERROR_RETRY_SECONDS + 1
+RETRY = policy_engine.schemas.ERROR_RETRY_SECONDS + 1
 LATEST_V2 = "/subjects/shop.Order-v2/versions/latest"
 LATEST_V1 = "/subjects/shop.Order-v1/versions/latest"
 
@@ -470,13 +470,13 @@ def test_changed_schema_is_picked_up_after_the_ttl_and_compiled_once(
 ):
     """A new upstream version replaces the validator after the TTL, compiled exactly once."""
     compiled: list[str] = []
-    real = engine.schemas.compile_schema
+    real = policy_engine.schemas.compile_schema
 
     def counting(doc: Any, backend: Any) -> Any:
         compiled.append(doc.version)
         return real(doc, backend)
 
-    monkeypatch.setattr(engine.schemas, "compile_schema", counting)
+    monkeypatch.setattr(policy_engine.schemas, "compile_schema", counting)
     eng = make_engine()
     assert eng.evaluate("shop.Order", VALID).action is Action.ACCEPTED
     new_id = registry.register("shop.Order-v2", ORDER_V2_STRICTER)
@@ -698,7 +698,7 @@ def test_stale_schema_is_logged_once_per_outage(make_source, registry, clock, ca
     source = make_source()
     source.fetch("shop.Order", "v2")
     registry.inject(Fault.server_error())
-    caplog.set_level(logging.INFO, logger="engine.registry")
+    caplog.set_level(logging.INFO, logger="policy_engine.registry")
     clock.advance(TTL)
     for step in (0, 2, 4):  # past each backoff (1 s, 2 s, 4 s): every fetch asks and fails
         clock.advance(step)
@@ -731,7 +731,7 @@ def test_deadline_bounds_the_whole_request(make_source, registry):
 
 def test_oversized_answer_is_refused(make_source, registry, monkeypatch):
     """An answer larger than the limit is an error, not parsed."""
-    monkeypatch.setattr(engine.sources.http, "MAX_RESPONSE_BYTES", 100)
+    monkeypatch.setattr(policy_engine.sources.http, "MAX_RESPONSE_BYTES", 100)
     registry.register("shop.Big-v2", {"description": "x" * 500})
     with pytest.raises(RegistryUnavailableError, match="larger than 100 bytes"):
         make_source().fetch("shop.Big", "v2")
@@ -743,9 +743,9 @@ def test_oversized_answer_is_refused(make_source, registry, monkeypatch):
 def test_50_threads_on_a_cold_subject_make_one_request(make_engine, registry, monkeypatch):
     """Concurrent evaluations of a cold subject share one registry request and one compile."""
     compiled: list[str] = []
-    real = engine.schemas.compile_schema
+    real = policy_engine.schemas.compile_schema
     monkeypatch.setattr(
-        engine.schemas,
+        policy_engine.schemas,
         "compile_schema",
         lambda doc, b: compiled.append(doc.version) or real(doc, b),
     )

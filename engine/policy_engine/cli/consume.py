@@ -1,0 +1,355 @@
+"""``policy-engine consume`` (the enforcement loop) and ``policy-engine replay-dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from policy_engine.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    CommandError,
+    Streams,
+    add_common,
+    build_engine,
+    decision_logs_quiet,
+    write_json,
+)
+from policy_engine.engine import PolicyEngine
+from policy_engine.errors import ConfigError, LoopError
+from policy_engine.loop.core import AsyncConsumeLoop, ConsumeLoop, IoRetry, LoopStats
+from policy_engine.loop.endpoints import (
+    default_dlq,
+    describe,
+    open_async_sink,
+    open_async_source,
+    open_sink,
+    open_source,
+)
+from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
+from policy_engine.loop.replay import replay_dead_letters
+from policy_engine.metrics import serve_metrics
+from policy_engine.reload import install_sighup_reload
+from policy_engine.settings import Settings
+
+log = logging.getLogger("policy_engine.loop")
+
+ENDPOINTS = (
+    "SOURCE and SINK: a JSONL file path, '-' (stdin/stdout), or "
+    "redis://host:port/db?stream=NAME&group=GROUP&consumer=NAME (a Redis entry carries the "
+    "envelope as JSON text in its 'data' field)."
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``consume`` and ``replay-dlq`` to the command line."""
+    consume = sub.add_parser(
+        "consume",
+        help="run the enforcement loop: read, evaluate, pass on, dead-letter rejects",
+        description="Read envelopes from SOURCE in batches, evaluate each, pass it on to --output "
+        "with its decision added, and write what strict mode rejects (and lines that are not "
+        "envelopes) to the dead-letter queue --dlq. A batch is acknowledged only after it was "
+        "written (at-least-once). A file source stops at its end unless --follow; a Redis source "
+        "runs until SIGTERM/SIGINT (which finish the batch in hand) unless --drain. SIGHUP reloads "
+        "the policies; with POLICY_WATCH=true (the default) they also reload when their "
+        "directories change. Prints a summary at the end. " + ENDPOINTS,
+    )
+    consume.add_argument("source", metavar="SOURCE", help="where messages come from")
+    consume.add_argument(
+        "--output",
+        metavar="SINK",
+        help="where passed messages go, with a 'decision' added (default: nowhere; they are "
+        "acknowledged once evaluated)",
+    )
+    consume.add_argument(
+        "--dlq",
+        metavar="SINK",
+        help="the dead-letter queue (default for a Redis source: stream '<stream>:dlq' on the "
+        "same server; required for a file or stdin)",
+    )
+    consume.add_argument(
+        "--follow", action="store_true", help="keep reading a file as it grows (like tail -f)"
+    )
+    consume.add_argument(
+        "--drain",
+        action="store_true",
+        help="stop a Redis source once nothing is new and nothing is left to claim",
+    )
+    consume.add_argument(
+        "--batch-size", type=int, default=100, metavar="N", help="messages per batch (100)"
+    )
+    consume.add_argument(
+        "--max-messages", type=int, metavar="N", help="stop after reading N messages"
+    )
+    consume.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus /metrics on port P (default: $METRICS_PORT; unset: not served)",
+    )
+    consume.add_argument(
+        "--group", help="Redis consumer group (overrides the URL's group; default policy-engine)"
+    )
+    consume.add_argument(
+        "--consumer", help="Redis consumer name (overrides the URL's; default: the host name)"
+    )
+    consume.add_argument(
+        "--claim-idle",
+        type=float,
+        metavar="SECONDS",
+        help="claim entries another consumer left pending this long (default 60)",
+    )
+    consume.add_argument(
+        "--mask-values",
+        action="store_true",
+        help="replace payload values quoted in violation messages with <masked> in the DLQ",
+    )
+    consume.add_argument(
+        "--sink-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="tries of a failing write or acknowledgement before giving up with the batch "
+        "unacknowledged, exit 1 (5)",
+    )
+    consume.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="run the asyncio form of the loop (same decisions, asyncio I/O)",
+    )
+    add_common(consume)
+    consume.set_defaults(run=run_consume)
+
+    replay = sub.add_parser(
+        "replay-dlq",
+        help="re-evaluate a dead-letter queue and publish again what now passes",
+        description="Evaluate every dead letter in DLQ (a JSONL file or a redis:// stream) with "
+        "the policies and schemas in force. Those no longer rejected are published, with their "
+        "original bytes, to --to or else back to the source recorded in each (a Redis stream "
+        "on the DLQ's server, or the source file), then removed from the DLQ (a file DLQ is "
+        "rewritten; do not run it while consume appends to that file). Exit 0.",
+    )
+    replay.add_argument("dlq", metavar="DLQ", help="the dead-letter queue to replay")
+    replay.add_argument(
+        "--to", metavar="SINK", help="publish here instead of each message's source"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="only report what would be published"
+    )
+    replay.add_argument("--keep", action="store_true", help="publish, but leave the DLQ as it is")
+    add_common(replay)
+    replay.set_defaults(run=run_replay_dlq)
+
+
+def install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGTERM and SIGINT call ``stop`` (finish the batch in hand); a second signal does what
+    it did before (terminates). Returns a function restoring the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous.clear()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("%s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop()
+        restore()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return restore
+
+
+def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool, int | None]:
+    try:
+        settings = Settings.from_env(streams.environ)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    if port is not None and not 0 <= port <= 65535:
+        raise CommandError("--metrics-port must be 0-65535")
+    return settings.policy_watch, port
+
+
+def run_consume(args: argparse.Namespace, streams: Streams) -> int:
+    """Run the loop until the source ends or a signal stops it; print the summary."""
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be 1 or more")
+    if args.max_messages is not None and args.max_messages < 0:
+        raise CommandError("--max-messages must be 0 or more")
+    if args.sink_retries < 1:
+        raise CommandError("--sink-retries must be 1 or more")
+    dlq = args.dlq or default_dlq(args.source)
+    if dlq is None:
+        raise CommandError(
+            "--dlq is required for a file or stdin source: it is where rejected messages go "
+            "(e.g. --dlq dlq.jsonl)"
+        )
+    if args.follow and args.source == "-":
+        raise CommandError("--follow applies to a file; stdin is read until it closes")
+    watch, port = _watch_and_metrics(args, streams)
+    report = streams.stderr if args.output == "-" else streams.stdout
+    with build_engine(args, streams) as engine:
+        if watch:
+            engine.start_watching()
+        server = None
+        if port is not None:
+            try:
+                server, _thread = serve_metrics(port)
+            except OSError as exc:
+                raise CommandError(f"cannot serve metrics on port {port}: {exc}") from exc
+        restore_hup = (
+            install_sighup_reload(engine)
+            if threading.current_thread() is threading.main_thread()
+            else (lambda: None)
+        )
+        try:
+            stats, error = _run(args, streams, engine, dlq)
+        finally:
+            restore_hup()
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+    if error is not None:
+        streams.stderr.write(f"policy-engine consume: {error}\n")
+    if args.json:
+        write_json(
+            report,
+            {
+                "source": describe(args.source),
+                "output": describe(args.output) if args.output else None,
+                "dlq": describe(dlq),
+                **stats.to_dict(),
+                "error": str(error) if error is not None else None,
+            },
+        )
+    else:
+        report.write(f"consume {describe(args.source)}: {stats.summary()}")
+    return EXIT_FAIL if error is not None else EXIT_OK
+
+
+def _run(
+    args: argparse.Namespace, streams: Streams, engine: PolicyEngine, dlq: str
+) -> tuple[LoopStats, LoopError | None]:
+    options: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "max_messages": args.max_messages,
+        "mask_values": args.mask_values,
+        "retry": IoRetry(attempts=args.sink_retries),
+    }
+    source_options: dict[str, Any] = {
+        "stdin": streams.stdin,
+        "follow": args.follow,
+        "drain": args.drain,
+        "group": args.group,
+        "consumer": args.consumer,
+        "claim_idle": args.claim_idle,
+    }
+    if args.use_async:
+        return asyncio.run(_run_async(args, streams, engine, dlq, options, source_options))
+    opened: list[Source | Sink] = []
+    try:
+        try:
+            source = open_source(args.source, **source_options)
+            opened.append(source)
+            dlq_sink = open_sink(dlq, stdout=streams.stdout, fsync=True)
+            opened.append(dlq_sink)
+            output = None
+            if args.output:
+                output = open_sink(args.output, stdout=streams.stdout)
+                opened.append(output)
+        except (LoopError, ConfigError) as exc:
+            raise CommandError(str(exc)) from exc
+        loop = ConsumeLoop(engine, source, output=output, dlq=dlq_sink, **options)
+        log.info(
+            "consuming %s -> output %s, dlq %s",
+            source.description,
+            output.description if output else "(none)",
+            dlq_sink.description,
+        )
+        restore = install_stop_signals(loop.stop)
+        try:
+            loop.run()
+        except LoopError as exc:
+            return loop.stats, exc
+        finally:
+            restore()
+        return loop.stats, None
+    finally:
+        for item in reversed(opened):
+            try:
+                item.close()
+            except Exception:
+                log.exception("closing %s failed", item.description)
+
+
+async def _run_async(
+    args: argparse.Namespace,
+    streams: Streams,
+    engine: PolicyEngine,
+    dlq: str,
+    options: dict[str, Any],
+    source_options: dict[str, Any],
+) -> tuple[LoopStats, LoopError | None]:
+    opened: list[AsyncSource | AsyncSink] = []
+    try:
+        try:
+            source = open_async_source(args.source, **source_options)
+            opened.append(source)
+            dlq_sink = open_async_sink(dlq, stdout=streams.stdout, fsync=True)
+            opened.append(dlq_sink)
+            output = None
+            if args.output:
+                output = open_async_sink(args.output, stdout=streams.stdout)
+                opened.append(output)
+        except (LoopError, ConfigError) as exc:
+            raise CommandError(str(exc)) from exc
+        loop = AsyncConsumeLoop(engine, source, output=output, dlq=dlq_sink, **options)
+        restore = install_stop_signals(loop.stop)
+        try:
+            await loop.run()
+        except LoopError as exc:
+            return loop.stats, exc
+        finally:
+            restore()
+        return loop.stats, None
+    finally:
+        for item in reversed(opened):
+            try:
+                await item.close()
+            except Exception:
+                log.exception("closing %s failed", item.description)
+
+
+def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
+    """Replay a DLQ and print what was (or would be) published."""
+    # Re-evaluating still-rejected messages would log each failure again; the report says it.
+    with decision_logs_quiet(), build_engine(args, streams) as engine:
+        try:
+            report = replay_dead_letters(
+                engine,
+                args.dlq,
+                target=args.to,
+                dry_run=args.dry_run,
+                keep=args.keep,
+                stdout=streams.stdout,
+            )
+        except LoopError as exc:
+            streams.stderr.write(f"policy-engine replay-dlq: {exc}\n")
+            return EXIT_FAIL
+    out = streams.stderr if args.to == "-" else streams.stdout
+    if args.json:
+        write_json(out, report.to_dict())
+    else:
+        out.write(report.summary())
+    return EXIT_OK

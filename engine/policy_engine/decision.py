@@ -1,0 +1,296 @@
+"""What the engine decides about one payload: plain, slotted data with no I/O.
+
+A ``Decision`` is returned for every payload, valid or not; faults (a bad payload, a registry
+that cannot be reached) come back as data with a reason, never as exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from policy_engine.policy.bucket import bucket_for, key_from_payload, payload_hash_key
+
+if TYPE_CHECKING:
+    from policy_engine.policy.resolve import EffectiveRule
+
+KeySource = Literal["argument", "payload", "hash"]
+
+#: Most violations a Decision carries (SPEC §4); validation stops collecting after this many.
+MAX_VIOLATIONS = 20
+
+
+class Mode(StrEnum):
+    """How strictly a payload is treated, weakest first."""
+
+    OFF = "off"
+    WARN = "warn"
+    STRICT = "strict"
+
+    @property
+    def rank(self) -> int:
+        """0 for off, 1 for warn, 2 for strict: larger is stricter."""
+        return _RANK[self]
+
+    def step_down(self) -> Mode:
+        """The default baseline of this mode: strict→warn, warn→off, off→off."""
+        return _STEP_DOWN[self]
+
+    def cap(self, ceiling: Mode | None) -> Mode:
+        """This mode, but no stricter than ``ceiling`` (``None`` means no ceiling)."""
+        if ceiling is None or _RANK[self] <= _RANK[ceiling]:
+            return self
+        return ceiling
+
+
+_RANK = {Mode.OFF: 0, Mode.WARN: 1, Mode.STRICT: 2}
+_STEP_DOWN = {Mode.STRICT: Mode.WARN, Mode.WARN: Mode.OFF, Mode.OFF: Mode.OFF}
+
+
+class Action(StrEnum):
+    """What happened to the payload (SPEC §5)."""
+
+    ACCEPTED = "accepted"  # validated and valid
+    LOGGED = "logged"  # invalid, warn mode: logged and passed on
+    REJECTED = "rejected"  # invalid (or no schema with on_registry_error=reject), strict mode
+    SKIPPED = "skipped"  # mode off, or no usable schema with on_registry_error=allow
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One way a payload breaks its schema.
+
+    ``path`` is a JSON Pointer into the payload (``""`` is the payload itself), ``keyword`` the
+    JSON Schema keyword that failed (``minimum``, ``required``, ...).
+    """
+
+    path: str
+    keyword: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form (SPEC §6)."""
+        return {"path": self.path, "keyword": self.keyword, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    """Where the rule that decided is written: the file and the line of its schema key."""
+
+    file: str
+    line: int
+    pattern: str
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form (SPEC §6): file and line."""
+        return {"file": self.file, "line": self.line}
+
+    def __str__(self) -> str:
+        return f"{self.pattern} ({self.file}:{self.line})"
+
+
+class RouteInfo:
+    """What every decision for one (schema, track) under one policy set shares.
+
+    Decisions point at this instead of copying it, which keeps building a Decision cheap.
+    """
+
+    __slots__ = ("checksum", "effective", "key_path", "rule", "salt_prefix", "schema", "track")
+
+    def __init__(self, effective: EffectiveRule, checksum: str) -> None:
+        self.effective = effective
+        self.schema = effective.schema
+        self.track = effective.track
+        self.rule = effective.ref
+        self.checksum = checksum
+        self.salt_prefix = effective.salt_prefix
+        self.key_path = effective.key_path
+
+
+class Decision:
+    """The outcome of evaluating one payload (SPEC §5).
+
+    ``mode`` is the mode this payload got; ``valid`` is ``None`` when it was not validated (mode
+    off, or no usable schema). When the canary did not need the key (canary 0 or 100, or mode
+    equal to baseline), ``bucket`` and ``key_source`` are worked out on first access, which keeps
+    key lookup and hashing off the hot path. The Decision then holds a reference to the payload
+    until the bucket is read: mutating the payload in between changes the bucket reported (never
+    the decision itself, which did not depend on it).
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_key",
+        "_key_source",
+        "_note",
+        "_payload",
+        "_route",
+        "action",
+        "canary",
+        "mode",
+        "valid",
+        "violations",
+    )
+
+    def __init__(
+        self,
+        route: RouteInfo,
+        mode: Mode,
+        valid: bool | None,
+        action: Action,
+        violations: tuple[Violation, ...],
+        canary: float,
+        key: str | None,
+        key_source: KeySource | None,
+        bucket: int,
+        payload: Any,
+        note: str,
+    ) -> None:
+        self._route = route
+        self.mode = mode
+        self.valid = valid
+        self.action = action
+        self.violations = violations
+        self.canary = canary
+        self._key = key
+        self._key_source = key_source
+        self._bucket = bucket
+        self._payload = payload
+        self._note = note
+
+    @property
+    def schema(self) -> str:
+        """The schema name the payload was evaluated as."""
+        return self._route.schema
+
+    @property
+    def track(self) -> str:
+        """The track it was evaluated on (given, preferred or fallback)."""
+        return self._route.track
+
+    @property
+    def rule(self) -> RuleRef | None:
+        """Where the rule that decided is written; ``None`` for the global default."""
+        return self._route.rule
+
+    @property
+    def effective_rule(self) -> EffectiveRule:
+        """The resolved rule that decided (inheritance applied): mode, baseline, canary, ..."""
+        return self._route.effective
+
+    @property
+    def policy_checksum(self) -> str:
+        """The checksum of the policy set that decided."""
+        return self._route.checksum
+
+    def _resolve_key(self) -> None:
+        key = None
+        if self._route.key_path is not None:
+            key = key_from_payload(self._payload, self._route.key_path)
+        if key is None:
+            self._key, self._key_source = payload_hash_key(self._payload), "hash"
+        else:
+            self._key, self._key_source = key, "payload"
+
+    @property
+    def key_source(self) -> KeySource:
+        """Where the canary key came from: ``argument``, ``payload`` (rule's path) or ``hash``."""
+        if self._key_source is None:
+            self._resolve_key()
+        assert self._key_source is not None
+        return self._key_source
+
+    @property
+    def key(self) -> str:
+        """The canary key as text (the argument, the value at the rule's key path, or a hash)."""
+        if self._key is None:
+            self._resolve_key()
+        assert self._key is not None
+        return self._key
+
+    @property
+    def bucket(self) -> int:
+        """The payload's canary bucket, 0..9999."""
+        if self._bucket < 0:
+            if self._key is None:
+                self._resolve_key()
+            assert self._key is not None
+            self._bucket = bucket_for(self._route.salt_prefix, self._key)
+            self._payload = None  # the key was the only reason to keep it
+        return self._bucket
+
+    @property
+    def in_canary(self) -> bool:
+        """Whether the key falls inside the canary in force."""
+        return self.bucket < round(self.canary * 100)
+
+    @property
+    def reason(self) -> str:
+        """A sentence saying why the payload got its mode and action."""
+        rule = self.rule
+        if rule is None:
+            why = f"no policy rule matches; global default {self.mode}"
+        else:
+            side = "inside" if self.in_canary else "outside"
+            why = f"rule {rule}: bucket {self.bucket} is {side} canary {self.canary:g}%"
+            why += f" -> {self.mode}"
+        return f"{why}; {self._note}" if self._note else why
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of SPEC §6."""
+        rule = self.rule
+        return {
+            "schema": self.schema,
+            "track": self.track,
+            "mode": self.mode.value,
+            "valid": self.valid,
+            "action": self.action.value,
+            "violations": [v.to_dict() for v in self.violations],
+            "rule": None if rule is None else rule.to_dict(),
+            "bucket": self.bucket,
+            "canary": self.canary,
+            "key_source": self.key_source,
+            "policy_checksum": self.policy_checksum,
+            "reason": self.reason,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(schema={self.schema!r}, track={self.track!r}, mode={self.mode.value!r}, "
+            f"action={self.action.value!r}, violations={len(self.violations)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a key of a schema/track gets its mode at a moment (``PolicyEngine.explain``).
+
+    ``bucket`` and ``in_canary`` are ``None`` when no key was given; ``mode`` is then the mode
+    the rule gives inside the canary.
+    """
+
+    schema: str
+    track: str
+    mode: Mode
+    baseline: Mode
+    canary: float
+    bucket: int | None
+    in_canary: bool | None
+    rule: RuleRef | None
+    reason: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of SPEC §6 (``explain --json``)."""
+        return {
+            "schema": self.schema,
+            "track": self.track,
+            "mode": self.mode.value,
+            "baseline": self.baseline.value,
+            "canary": self.canary,
+            "bucket": self.bucket,
+            "in_canary": self.in_canary,
+            "rule": None if self.rule is None else self.rule.to_dict(),
+            "reason": self.reason,
+        }

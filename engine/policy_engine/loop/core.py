@@ -1,0 +1,564 @@
+"""The consume loop: read a batch, evaluate, pass on, dead-letter, acknowledge (SPEC §10).
+
+The decisions are made by one sans-I/O step, ``plan_batch``: a generator that takes a batch of
+messages, yields each envelope to be evaluated, receives its ``Decision`` (or the exception the
+evaluation raised) and returns a ``Plan``: what to pass on, what to dead-letter, what to
+acknowledge. ``ConsumeLoop`` drives it with ``policy_engine.evaluate`` and sync sources and sinks,
+``AsyncConsumeLoop`` with ``await engine.aevaluate`` and asyncio ones; everything else (delivery
+order, retries, statistics) is written once here.
+
+At-least-once: a batch is acknowledged only after its passed-on records and its dead letters
+were written. A sink that keeps failing (a DLQ stream on a Redis that is down) is retried with
+backoff; when the retries are spent the loop raises ``SinkError`` *without* acknowledging, so the
+broker delivers the batch again (to this consumer after a restart, or to another one through
+``XAUTOCLAIM``). A crash at any point therefore loses nothing and may duplicate.
+
+Shutdown: ``stop()`` (SIGTERM/SIGINT in the CLI) lets the batch in hand finish, be written and be
+acknowledged; then ``run()`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from policy_engine.decision import Action, Decision
+from policy_engine.envelope import Envelope, EnvelopeError, parse_envelope
+from policy_engine.errors import ConfigError, LoopError, SinkError, SourceError
+from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
+from policy_engine.loop.records import (
+    BAD_ENVELOPE,
+    EVALUATION_ERROR,
+    REJECTED,
+    DeadLetter,
+    Message,
+    Passed,
+    Record,
+    error_context,
+    rejection_context,
+)
+
+if TYPE_CHECKING:
+    from policy_engine.engine import PolicyEngine
+    from policy_engine.metrics import EngineMetrics
+
+log = logging.getLogger("policy_engine.loop")
+
+#: ``evaluate(schema, payload, key, track) -> Decision``: ``PolicyEngine.evaluate`` or a stand-in.
+Evaluate = Callable[[str, Any, Any, "str | None"], Decision]
+AsyncEvaluate = Callable[[str, Any, Any, "str | None"], Awaitable[Decision]]
+
+_REJECTED = Action.REJECTED
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one batch comes to: records to pass on, dead letters, messages to acknowledge."""
+
+    messages: Sequence[Message]
+    passed: list[Passed]
+    dead: list[DeadLetter]
+
+
+def plan_batch(
+    messages: Sequence[Message], *, now: float, mask_values: bool = False
+) -> Generator[Envelope, Decision, Plan]:
+    """The sans-I/O step: yields each envelope to evaluate, is sent its Decision, returns the
+    ``Plan``. An evaluation that raised is thrown back in and dead-letters that message.
+
+    Every message ends up in ``passed`` or ``dead``: a line that is not an envelope goes to the
+    DLQ with reason ``bad_envelope``, a rejection with reason ``rejected``.
+    """
+    passed: list[Passed] = []
+    dead: list[DeadLetter] = []
+    for message in messages:
+        data = message.data
+        if data is None:
+            why = message.problem or "the entry has no 'data' field"
+            dead.append(_bad_envelope(message, EnvelopeError(why), now))
+            continue
+        try:
+            envelope = parse_envelope(data)
+        except EnvelopeError as exc:
+            dead.append(_bad_envelope(message, exc, now))
+            continue
+        try:
+            decision = yield envelope
+        except Exception as exc:  # an evaluation must never stop the loop on one message
+            context = error_context(
+                EVALUATION_ERROR,
+                exc,
+                message.position,
+                now=now,
+                schema=envelope.schema,
+                track=envelope.track,
+                mask_values=mask_values,
+            )
+            dead.append(DeadLetter(message, EVALUATION_ERROR, context, envelope.schema))
+            continue
+        if decision.action is _REJECTED:
+            context = rejection_context(
+                decision,
+                message.position,
+                now=now,
+                payload=envelope.payload,
+                mask_values=mask_values,
+            )
+            dead.append(DeadLetter(message, REJECTED, context, decision.schema))
+        else:
+            passed.append(Passed(message, decision))
+    return Plan(messages, passed, dead)
+
+
+def _bad_envelope(message: Message, exc: EnvelopeError, now: float) -> DeadLetter:
+    context = error_context(BAD_ENVELOPE, exc, message.position, now=now)
+    return DeadLetter(message, BAD_ENVELOPE, context, None)
+
+
+def evaluate_plan(step: Generator[Envelope, Decision, Plan], evaluate: Evaluate) -> Plan:
+    """Drive ``plan_batch`` with a sync ``evaluate``."""
+    try:
+        envelope = next(step)
+        while True:
+            try:
+                decision = evaluate(envelope.schema, envelope.payload, envelope.key, envelope.track)
+            except Exception as exc:
+                envelope = step.throw(exc)
+            else:
+                envelope = step.send(decision)
+    except StopIteration as done:
+        plan: Plan = done.value
+        return plan
+
+
+async def aevaluate_plan(
+    step: Generator[Envelope, Decision, Plan], evaluate: AsyncEvaluate
+) -> Plan:
+    """Drive ``plan_batch`` with an async ``evaluate``."""
+    try:
+        envelope = next(step)
+        while True:
+            try:
+                decision = await evaluate(
+                    envelope.schema, envelope.payload, envelope.key, envelope.track
+                )
+            except Exception as exc:
+                envelope = step.throw(exc)
+            else:
+                envelope = step.send(decision)
+    except StopIteration as done:
+        plan: Plan = done.value
+        return plan
+
+
+@dataclass(frozen=True, slots=True)
+class IoRetry:
+    """How often a failing read, write or acknowledgement is tried before the loop gives up.
+
+    The wait doubles from ``backoff`` up to ``max_backoff``. Giving up raises (``SinkError`` or
+    ``SourceError``) with the batch unacknowledged: a restart, or another consumer, takes over.
+    """
+
+    attempts: int = 5
+    backoff: float = 0.2
+    max_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError("IoRetry.attempts must be 1 or more")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+
+
+@dataclass
+class LoopStats:
+    """What a run of the loop did; ``summary()`` is the CLI's closing line."""
+
+    read: int = 0
+    passed: int = 0
+    acked: int = 0
+    batches: int = 0
+    redelivered: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+    started: float = 0.0
+    finished: float | None = None
+    #: Why the run ended: ``end`` (source exhausted), ``stopped`` (stop()/a signal),
+    #: ``limit`` (max_messages), ``error`` (a source or sink kept failing).
+    ended_by: str | None = None
+
+    def add(self, plan: Plan) -> None:
+        """Count one delivered and acknowledged batch."""
+        self.batches += 1
+        self.read += len(plan.messages)
+        self.acked += len(plan.messages)
+        self.passed += len(plan.passed)
+        for message in plan.messages:
+            if message.redelivered:
+                self.redelivered += 1
+        for record in plan.passed:
+            self.actions[record.decision.action.value] += 1
+        for letter in plan.dead:
+            self.dead[letter.reason] += 1
+
+    @property
+    def dead_lettered(self) -> int:
+        """Messages written to the DLQ, every reason."""
+        return sum(self.dead.values())
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the run so far."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return max(end - self.started, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``consume --json``)."""
+        seconds = self.seconds
+        return {
+            "read": self.read,
+            "passed": self.passed,
+            "dead_lettered": self.dead_lettered,
+            "acknowledged": self.acked,
+            "batches": self.batches,
+            "redelivered": self.redelivered,
+            "actions": {a.value: self.actions[a.value] for a in Action},
+            "dead_letter_reasons": dict(sorted(self.dead.items())),
+            "seconds": round(seconds, 3),
+            "messages_per_second": round(self.read / seconds, 1) if seconds > 0 else None,
+            "ended_by": self.ended_by,
+        }
+
+    def summary(self) -> str:
+        """A line or two a person reads at the end of ``consume``."""
+        acts = ", ".join(f"{a.value} {self.actions[a.value]}" for a in Action if a != _REJECTED)
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.dead.items())) or "none"
+        seconds = self.seconds
+        rate = f"{self.read / seconds:,.0f} msg/s" if seconds > 0 else "-"
+        more = f", {self.redelivered} redelivered" if self.redelivered else ""
+        return (
+            f"{self.read} read, {self.passed} passed on ({acts}), "
+            f"{self.dead_lettered} dead-lettered ({reasons}), {self.acked} acknowledged{more}; "
+            f"{seconds:.2f} s, {rate}; ended by {self.ended_by or 'running'}\n"
+        )
+
+
+class _LoopBase:
+    """Configuration and bookkeeping shared by the sync and the asyncio loop."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine | None,
+        *,
+        batch_size: int,
+        poll_timeout: float,
+        max_messages: int | None,
+        mask_values: bool,
+        retry: IoRetry,
+        metrics: EngineMetrics | None,
+        clock: Callable[[], float],
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError("batch_size must be 1 or more")
+        if max_messages is not None and max_messages < 0:
+            raise ConfigError("max_messages must be 0 or more")
+        self.engine = engine
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.max_messages = max_messages
+        self.mask_values = mask_values
+        self.retry = retry
+        self.metrics = metrics if metrics is not None else getattr(engine, "metrics", None)
+        self.clock = clock
+        self.stats = LoopStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, acknowledge it, and return from ``run()``.
+
+        Safe from a signal handler and from any thread.
+        """
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called."""
+        return self._stop.is_set()
+
+    def _next_limit(self) -> int:
+        if self.max_messages is None:
+            return self.batch_size
+        return min(self.batch_size, self.max_messages - self.stats.read)
+
+    def _count_dead(self, dead: Sequence[DeadLetter]) -> None:
+        metrics = self.metrics
+        if metrics is None or not dead:
+            return
+        counts: Counter[tuple[str, str]] = Counter(
+            (letter.schema or "unknown", letter.reason) for letter in dead
+        )
+        for (schema, reason), amount in counts.items():
+            try:
+                metrics.count_dlq(schema, reason, amount)
+            except Exception:  # counting must never lose a batch
+                log.exception("counting dead letters failed; ignored")
+
+    def _failed(self, what: str, attempt: int, exc: LoopError) -> bool:
+        """Log a failed attempt; True when the retries are spent."""
+        last = attempt >= self.retry.attempts
+        log.log(
+            logging.ERROR if last else logging.WARNING,
+            "%s failed (attempt %d of %d)%s: %s",
+            what,
+            attempt,
+            self.retry.attempts,
+            "; giving up, the batch stays unacknowledged" if last else "; retrying",
+            exc,
+        )
+        return last
+
+
+class ConsumeLoop(_LoopBase):
+    """The enforcement loop over a sync ``Source`` and ``Sink``s.
+
+    >>> loop = ConsumeLoop(engine, source, output=out, dlq=dlq, batch_size=100)  # doctest: +SKIP
+    >>> stats = loop.run()                     # until the source ends or stop() is called
+
+    ``evaluate`` replaces ``engine.evaluate`` (a benchmark's pass-through); ``output=None``
+    passes messages on to nowhere (they are acknowledged once evaluated, and rejects dead-lettered).
+    """
+
+    def __init__(
+        self,
+        engine: PolicyEngine | None,
+        source: Source,
+        *,
+        dlq: Sink,
+        output: Sink | None = None,
+        batch_size: int = 100,
+        poll_timeout: float = 0.5,
+        max_messages: int | None = None,
+        mask_values: bool = False,
+        retry: IoRetry | None = None,
+        evaluate: Evaluate | None = None,
+        metrics: EngineMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            engine,
+            batch_size=batch_size,
+            poll_timeout=poll_timeout,
+            max_messages=max_messages,
+            mask_values=mask_values,
+            retry=retry or IoRetry(),
+            metrics=metrics,
+            clock=clock,
+        )
+        if evaluate is None:
+            if engine is None:
+                raise ConfigError("ConsumeLoop needs an engine or an evaluate function")
+            evaluate = engine.evaluate
+        self.evaluate = evaluate
+        self.source = source
+        self.output = output
+        self.dlq = dlq
+        self._sleep = sleep
+
+    def run(self) -> LoopStats:
+        """Consume until the source ends, ``max_messages`` were read, or ``stop()``.
+
+        Raises ``SinkError``/``SourceError`` when a sink or the source keeps failing; the batch
+        in hand is then left unacknowledged. ``stats`` holds what was done either way.
+        """
+        stats = self.stats
+        stats.started = time.monotonic()
+        try:
+            while True:
+                if self._stop.is_set():
+                    stats.ended_by = "stopped"
+                    break
+                limit = self._next_limit()
+                if limit <= 0:
+                    stats.ended_by = "limit"
+                    break
+                messages = self._read(limit)
+                if messages:
+                    plan = evaluate_plan(
+                        plan_batch(messages, now=self.clock(), mask_values=self.mask_values),
+                        self.evaluate,
+                    )
+                    self.deliver(plan)
+                    stats.add(plan)
+                elif self.source.exhausted:
+                    stats.ended_by = "end"
+                    break
+        except LoopError:
+            stats.ended_by = "error"
+            raise
+        finally:
+            stats.finished = time.monotonic()
+        return stats
+
+    def deliver(self, plan: Plan) -> None:
+        """Write the plan's records (output first, then the DLQ), then acknowledge the batch."""
+        if plan.passed and self.output is not None:
+            self._write(self.output, plan.passed, "writing to the output")
+        if plan.dead:
+            self._write(self.dlq, plan.dead, "writing to the dead-letter queue")
+            self._count_dead(plan.dead)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.source.ack(plan.messages)
+                return
+            except SourceError as exc:
+                if self._failed("acknowledging", attempt, exc):
+                    raise
+                self._sleep(self.retry.delay(attempt))
+
+    def _write(self, sink: Sink, records: Sequence[Record], what: str) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                sink.write(records)
+                return
+            except SinkError as exc:
+                if self._failed(what, attempt, exc):
+                    raise
+                self._sleep(self.retry.delay(attempt))
+
+    def _read(self, limit: int) -> list[Message]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.source.read(limit, self.poll_timeout)
+            except SourceError as exc:
+                if self._failed("reading", attempt, exc):
+                    raise
+                self._sleep(self.retry.delay(attempt))
+
+
+class AsyncConsumeLoop(_LoopBase):
+    """``ConsumeLoop`` for asyncio: ``AsyncSource``/``AsyncSink`` and ``policy_engine.aevaluate``.
+
+    The decisions come from the same ``plan_batch`` step; only the I/O is awaited.
+    """
+
+    def __init__(
+        self,
+        engine: PolicyEngine | None,
+        source: AsyncSource,
+        *,
+        dlq: AsyncSink,
+        output: AsyncSink | None = None,
+        batch_size: int = 100,
+        poll_timeout: float = 0.5,
+        max_messages: int | None = None,
+        mask_values: bool = False,
+        retry: IoRetry | None = None,
+        evaluate: AsyncEvaluate | None = None,
+        metrics: EngineMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            engine,
+            batch_size=batch_size,
+            poll_timeout=poll_timeout,
+            max_messages=max_messages,
+            mask_values=mask_values,
+            retry=retry or IoRetry(),
+            metrics=metrics,
+            clock=clock,
+        )
+        if evaluate is None:
+            if engine is None:
+                raise ConfigError("AsyncConsumeLoop needs an engine or an evaluate function")
+            evaluate = engine.aevaluate
+        self.evaluate = evaluate
+        self.source = source
+        self.output = output
+        self.dlq = dlq
+
+    async def run(self) -> LoopStats:
+        """Consume until the source ends, ``max_messages`` were read, or ``stop()``."""
+        stats = self.stats
+        stats.started = time.monotonic()
+        try:
+            while True:
+                if self._stop.is_set():
+                    stats.ended_by = "stopped"
+                    break
+                limit = self._next_limit()
+                if limit <= 0:
+                    stats.ended_by = "limit"
+                    break
+                messages = await self._read(limit)
+                if messages:
+                    plan = await aevaluate_plan(
+                        plan_batch(messages, now=self.clock(), mask_values=self.mask_values),
+                        self.evaluate,
+                    )
+                    await self.deliver(plan)
+                    stats.add(plan)
+                elif self.source.exhausted:
+                    stats.ended_by = "end"
+                    break
+        except LoopError:
+            stats.ended_by = "error"
+            raise
+        finally:
+            stats.finished = time.monotonic()
+        return stats
+
+    async def deliver(self, plan: Plan) -> None:
+        """Write the plan's records (output first, then the DLQ), then acknowledge the batch."""
+        if plan.passed and self.output is not None:
+            await self._write(self.output, plan.passed, "writing to the output")
+        if plan.dead:
+            await self._write(self.dlq, plan.dead, "writing to the dead-letter queue")
+            self._count_dead(plan.dead)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.source.ack(plan.messages)
+                return
+            except SourceError as exc:
+                if self._failed("acknowledging", attempt, exc):
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _write(self, sink: AsyncSink, records: Sequence[Record], what: str) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await sink.write(records)
+                return
+            except SinkError as exc:
+                if self._failed(what, attempt, exc):
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _read(self, limit: int) -> list[Message]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.source.read(limit, self.poll_timeout)
+            except SourceError as exc:
+                if self._failed("reading", attempt, exc):
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))

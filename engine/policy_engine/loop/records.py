@@ -1,0 +1,437 @@
+"""What flows through the consume loop: messages in, pass-on records and dead letters out.
+
+A ``Message`` keeps the bytes it was read as, unchanged, and where it was read from. The loop
+turns each one into either a ``Passed`` record (the message with its ``Decision`` added, for the
+output) or a ``DeadLetter`` (the original bytes plus the context of SPEC §10, for the DLQ). Both
+know how to encode themselves for a JSONL line (``to_line``) and for a Redis Streams entry
+(``to_fields``), so sinks stay small and a message read from Redis can be written to a file and
+the other way round.
+
+The dead-letter record (JSONL: one object per line; Redis: the original entry's fields plus a
+``dlq`` field holding ``context`` as JSON)::
+
+    {"reason": "rejected", "schema": "telemetry.FeedbackEvent", "track": "v2", "mode": "strict",
+     "action": "rejected", "rule": {"file": "policies/telemetry.yaml", "line": 12},
+     "policy_checksum": "71c37032108b9709", "bucket": 1234, "canary": 25.0,
+     "key_source": "payload",
+     "violations": [{"path": "/rating", "keyword": "maximum", "message": "..."}],
+     "source": {"kind": "redis", "stream": "events", "id": "1700000000000-0"},
+     "time": "2026-11-20T00:29:56.199Z", "exception": "SchemaValidationError",
+     "error": "telemetry.FeedbackEvent (v2) rejected in strict mode: 1 violation(s)",
+     "original": "{\\"schema\\": ...}"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from policy_engine.decision import Decision, Violation
+
+#: Why a message went to the DLQ (the ``reason`` field and the label of ``dlq_messages_total``).
+REJECTED = "rejected"
+BAD_ENVELOPE = "bad_envelope"
+EVALUATION_ERROR = "evaluation_error"
+HANDLER_ERROR = "handler_error"
+REASONS = (REJECTED, BAD_ENVELOPE, EVALUATION_ERROR, HANDLER_ERROR)
+
+#: The Redis field holding the envelope (SPEC §6), the decision added on output, the DLQ context.
+DATA_FIELD = b"data"
+DECISION_FIELD = b"decision"
+DLQ_FIELD = b"dlq"
+#: What a masked value is replaced with in violation messages.
+MASK = "<masked>"
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a message was read: ``kind`` (``file``, ``stdin``, ``redis``, ``memory``, ...),
+    ``stream`` (a file path or a stream name) and ``id`` (a Redis entry id, a line number).
+
+    ``offset`` is the byte offset of a line in a file, else ``None``.
+    """
+
+    kind: str
+    stream: str
+    id: str
+    offset: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as in the DLQ record's ``source``."""
+        out: dict[str, Any] = {"kind": self.kind, "stream": self.stream, "id": self.id}
+        if self.offset is not None:
+            out["offset"] = self.offset
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as read: the envelope bytes, unchanged, and where they came from.
+
+    ``data`` is ``None`` when a Redis entry has no ``data`` field (it goes to the DLQ as a bad
+    envelope, with its fields). ``fields`` holds every field of a Redis entry, unchanged;
+    ``None`` for lines of a file.
+    """
+
+    data: bytes | None
+    position: Position
+    fields: Mapping[bytes, bytes] | None = None
+    #: True when the broker delivered it before (read again after a crash, or claimed).
+    redelivered: bool = False
+    #: Why the source could not read it as bytes (a line over the size limit), else ``None``.
+    problem: str | None = None
+
+    def entry_fields(self) -> dict[bytes, bytes]:
+        """The fields of a Redis entry carrying this message (a file line becomes ``data``)."""
+        if self.fields is not None:
+            return dict(self.fields)
+        return {DATA_FIELD: self.data or b""}
+
+
+class Record(Protocol):
+    """Anything a sink can write: encodes itself for a JSONL line or a Redis entry."""
+
+    message: Message
+
+    def to_line(self) -> bytes:
+        """One JSON object and a newline."""
+        ...
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        """The fields of a Redis Streams entry."""
+        ...
+
+
+@dataclass(slots=True)
+class Passed:
+    """A message passed on: the envelope unchanged, with its Decision added (SPEC §6)."""
+
+    message: Message
+    decision: Decision
+    _decision_json: bytes | None = field(default=None, repr=False)
+
+    def decision_json(self) -> bytes:
+        """The Decision as compact JSON (worked out once)."""
+        if self._decision_json is None:
+            self._decision_json = _compact(self.decision.to_dict()).encode()
+        return self._decision_json
+
+    def to_line(self) -> bytes:
+        """The envelope plus a ``"decision"`` object, as one line.
+
+        The original bytes are kept as they are and the field is spliced in before the closing
+        brace; only an envelope that already has a ``decision`` field is parsed and re-encoded.
+        """
+        data = (self.message.data or b"").strip()
+        if data[:1] == b"{" and data[-1:] == b"}" and b'"decision"' not in data:
+            return data[:-1] + b',"decision":' + self.decision_json() + b"}\n"
+        envelope = json.loads(data)
+        envelope["decision"] = self.decision.to_dict()
+        return _compact(envelope).encode() + b"\n"
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        """The entry's fields unchanged, plus a ``decision`` field (SPEC §6)."""
+        fields = self.message.entry_fields()
+        fields[DECISION_FIELD] = self.decision_json()
+        return fields
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A message for the dead-letter queue: the original bytes and why (SPEC §10).
+
+    ``context`` is the JSON-ready record without the original (see the module docstring);
+    ``schema`` is the schema name for metrics (``None`` when the envelope had none).
+    """
+
+    message: Message
+    reason: str
+    context: dict[str, Any]
+    schema: str | None = None
+
+    def to_line(self) -> bytes:
+        """The context plus the original bytes (``original``, or ``original_base64`` for bytes
+        that are not UTF-8) and, for a Redis entry, its other fields."""
+        record = dict(self.context)
+        record.update(_bytes_field("original", self.message.data or b""))
+        fields = self.message.fields
+        if fields:
+            others = {k: v for k, v in fields.items() if k != DATA_FIELD}
+            if others:
+                record["fields"] = {
+                    k.decode("utf-8", "replace"): _bytes_value(v) for k, v in others.items()
+                }
+        return _compact(record).encode() + b"\n"
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        """The original entry's fields unchanged, plus a ``dlq`` field with the context."""
+        fields = self.message.entry_fields()
+        fields[DLQ_FIELD] = _compact(self.context).encode()
+        return fields
+
+
+def _bytes_field(name: str, value: bytes) -> dict[str, str]:
+    try:
+        return {name: value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(value).decode("ascii")}
+
+
+def _bytes_value(value: bytes) -> str | dict[str, str]:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def _bytes_from(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        return base64.b64decode(value["base64"], validate=True)
+    raise ValueError("a field value is a string or {base64: ...}")
+
+
+def format_time(epoch: float) -> str:
+    """RFC 3339 UTC with milliseconds: ``2026-11-20T00:29:56.199Z``."""
+    stamp = datetime.fromtimestamp(epoch, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def exception_name(exc: BaseException | type[BaseException]) -> str:
+    """``SchemaValidationError`` for the engine's and Python's own classes, else
+    ``module.QualName`` (an application's exception is found by its full name)."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    module = cls.__module__
+    if module == "builtins" or module.startswith("policy_engine."):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+# ---------------------------------------------------------------------------- masking
+
+
+def value_at(payload: Any, pointer: str) -> tuple[bool, Any]:
+    """``(True, value)`` at JSON Pointer ``pointer`` in ``payload``; ``(False, None)`` if absent."""
+    if pointer == "":
+        return True, payload
+    node = payload
+    for raw in pointer.lstrip("/").split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            if token not in node:
+                return False, None
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit():
+            index = int(token)
+            if index >= len(node):
+                return False, None
+            node = node[index]
+        else:
+            return False, None
+    return True, node
+
+
+def _renderings(value: Any) -> list[str]:
+    """How validators quote a value in a message: JSON (jsonschema-rs), Python repr
+    (jsonschema), longest first so a longer form is masked before a part of it."""
+    forms: set[str] = set()
+    for render in (
+        lambda v: json.dumps(v, ensure_ascii=False),
+        json.dumps,
+        repr,
+        lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")),
+    ):
+        try:
+            forms.add(render(value))
+        except (TypeError, ValueError):
+            continue
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def mask_violation(violation: Violation, payload: Any) -> Violation:
+    """``violation`` with the offending value replaced by ``<masked>`` in its message.
+
+    The value is the one at the violation's path; property names and schema constants (a
+    pattern, an enum's candidates) are not payload values and stay readable.
+    """
+    found, value = value_at(payload, violation.path)
+    if not found or isinstance(value, bool) or value is None:
+        return violation  # true/false/null say nothing private and appear in schema words too
+    message = violation.message
+    for form in _renderings(value):
+        if form in message:
+            message = message.replace(form, MASK)
+    if message == violation.message:
+        return violation
+    return Violation(violation.path, violation.keyword, message)
+
+
+def mask_violations(violations: Sequence[Violation], payload: Any) -> tuple[Violation, ...]:
+    """Every violation masked with ``mask_violation``."""
+    return tuple(mask_violation(v, payload) for v in violations)
+
+
+# ---------------------------------------------------------------------------- building records
+
+
+def rejection_context(
+    decision: Decision,
+    position: Position,
+    *,
+    now: float,
+    payload: Any = None,
+    mask_values: bool = False,
+) -> dict[str, Any]:
+    """The DLQ context of a payload strict mode rejected."""
+    violations: Sequence[Violation] = decision.violations
+    if mask_values:
+        violations = mask_violations(violations, payload)
+    context = _decision_context(REJECTED, decision, violations)
+    context.update(
+        source=position.to_dict(),
+        time=format_time(now),
+        exception="SchemaValidationError",
+        error=(
+            f"{decision.schema} ({decision.track}) rejected in {decision.mode.value} mode: "
+            f"{len(decision.violations)} violation(s)"
+        ),
+    )
+    return context
+
+
+def _decision_context(
+    reason: str, decision: Decision, violations: Sequence[Violation]
+) -> dict[str, Any]:
+    rule = decision.rule
+    return {
+        "reason": reason,
+        "schema": decision.schema,
+        "track": decision.track,
+        "mode": decision.mode.value,
+        "action": decision.action.value,
+        "rule": None if rule is None else rule.to_dict(),
+        "policy_checksum": decision.policy_checksum,
+        "bucket": decision.bucket,
+        "canary": decision.canary,
+        "key_source": decision.key_source,
+        "violations": [v.to_dict() for v in violations],
+    }
+
+
+def error_context(
+    reason: str,
+    error: BaseException,
+    position: Position,
+    *,
+    now: float,
+    schema: str | None = None,
+    track: str | None = None,
+    decision: Decision | None = None,
+    attempts: int | None = None,
+    mask_values: bool = False,
+    payload: Any = None,
+) -> dict[str, Any]:
+    """The DLQ context of a message that failed for ``reason`` with ``error``: a bad envelope,
+    an evaluation that raised, or a handler that kept failing."""
+    if decision is not None:
+        violations: Sequence[Violation] = decision.violations
+        if mask_values:
+            violations = mask_violations(violations, payload)
+        context = _decision_context(reason, decision, violations)
+    else:
+        context = {
+            "reason": reason,
+            "schema": schema,
+            "track": track,
+            "mode": None,
+            "action": None,
+            "rule": None,
+            "policy_checksum": None,
+            "violations": [],
+        }
+    context.update(
+        source=position.to_dict(),
+        time=format_time(now),
+        exception=exception_name(error),
+        error=str(error) if not mask_values or reason == BAD_ENVELOPE else type(error).__name__,
+    )
+    if attempts is not None:
+        context["attempts"] = attempts
+    return context
+
+
+# ---------------------------------------------------------------------------- reading DLQ records
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A dead letter read back from a DLQ (for ``replay-dlq``).
+
+    ``data`` is the original envelope bytes; ``fields`` the original Redis fields (without
+    ``dlq``), or ``None`` for a record that came from a file; ``id`` is where it sits in the DLQ
+    (a line number or an entry id).
+    """
+
+    id: str
+    data: bytes | None
+    fields: dict[bytes, bytes] | None
+    context: dict[str, Any]
+
+    def entry_fields(self) -> dict[bytes, bytes]:
+        """The fields to publish again: the original entry's, or ``data`` for a file line."""
+        if self.fields is not None:
+            return dict(self.fields)
+        return {DATA_FIELD: self.data or b""}
+
+    def line(self) -> bytes:
+        """The original envelope as one JSONL line."""
+        data = (self.data or b"").rstrip(b"\r\n")
+        return data + b"\n"
+
+
+def parse_dead_letter_line(line: bytes, id: str) -> StoredDeadLetter:
+    """A JSONL DLQ line read back; ``ValueError`` for a line that is not a dead-letter record."""
+    record = json.loads(line)
+    if not isinstance(record, dict) or "reason" not in record:
+        raise ValueError("not a dead-letter record (no 'reason')")
+    if "original" in record:
+        data: bytes | None = _bytes_from(record.pop("original"))
+    elif "original_base64" in record:
+        try:
+            data = base64.b64decode(record.pop("original_base64"), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"original_base64 is not base64: {exc}") from None
+    else:
+        raise ValueError("a dead-letter record has 'original' or 'original_base64'")
+    fields: dict[bytes, bytes] | None = None
+    extra = record.pop("fields", None)
+    if isinstance(extra, dict):
+        fields = {DATA_FIELD: data or b""}
+        fields.update({k.encode("utf-8"): _bytes_from(v) for k, v in extra.items()})
+    return StoredDeadLetter(id=id, data=data, fields=fields, context=record)
+
+
+def parse_dead_letter_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StoredDeadLetter:
+    """A Redis DLQ entry read back (its ``dlq`` field is the context)."""
+    original = {k: v for k, v in fields.items() if k != DLQ_FIELD}
+    raw = fields.get(DLQ_FIELD)
+    context = json.loads(raw) if raw else {"reason": "unknown"}
+    if not isinstance(context, dict):
+        context = {"reason": "unknown"}
+    return StoredDeadLetter(
+        id=entry_id, data=original.get(DATA_FIELD), fields=original, context=context
+    )
+
+
+#: A clock: seconds since the epoch.
+Clock = Callable[[], float]
+default_clock: Clock = time.time
