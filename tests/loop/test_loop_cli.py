@@ -1,4 +1,4 @@
-"""`policy-engine consume` and `replay-dlq`: in-process for results, subprocesses for signals."""
+"""`policy-engine consume` and `redrive`: in-process for results, subprocesses for signals."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from loop_support import REDIS_URL, RELAXED, envelope, order
 
-from policy_engine.cli import main
+from policy_engine.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -298,8 +298,8 @@ def test_metrics_are_served_while_consuming(tmp_path, policy_dir, schema_dir):
     assert "schema_validations_total" in text
 
 
-def test_replay_dlq_file_dry_run_then_publish(tmp_path, policy_dir, schema_dir):
-    """replay-dlq: after the policy is relaxed, rejects are re-published to the source file and
+def test_redrive_file_dry_run_then_publish(tmp_path, policy_dir, schema_dir):
+    """redrive: after the policy is relaxed, rejects are re-published to the source file and
     removed from the DLQ; --dry-run changes nothing."""
     feed = _feed(tmp_path / "feed.jsonl", [order(1, valid=False), order(2), b"junk"])
     dlq = tmp_path / "dlq.jsonl"
@@ -309,7 +309,7 @@ def test_replay_dlq_file_dry_run_then_publish(tmp_path, policy_dir, schema_dir):
     (policy_dir / "rules.yaml").write_text(RELAXED, encoding="utf-8")
 
     code, stdout, _ = run(
-        ["replay-dlq", str(dlq), "--dry-run", "--json", *_common(policy_dir, schema_dir)]
+        ["redrive", str(dlq), "--dry-run", "--json", *_common(policy_dir, schema_dir)]
     )
     report = json.loads(stdout)
     assert code == 0
@@ -317,7 +317,7 @@ def test_replay_dlq_file_dry_run_then_publish(tmp_path, policy_dir, schema_dir):
     assert report["published"] == 0
     assert dlq.read_bytes() == before
 
-    code, stdout, _ = run(["replay-dlq", str(dlq), *_common(policy_dir, schema_dir)])
+    code, stdout, _ = run(["redrive", str(dlq), *_common(policy_dir, schema_dir)])
     assert code == 0
     assert "1 published, 1 removed" in stdout
     lines = feed.read_bytes().splitlines()
@@ -326,7 +326,7 @@ def test_replay_dlq_file_dry_run_then_publish(tmp_path, policy_dir, schema_dir):
     assert json.loads(left)["reason"] == "bad_envelope"
 
 
-def test_replay_dlq_redis_back_to_the_source_stream(redis_client, streams, policy_dir, schema_dir):
+def test_redrive_redis_back_to_the_source_stream(redis_client, streams, policy_dir, schema_dir):
     """A Redis DLQ's entries that now pass go back to their source stream and leave the DLQ."""
     src, dlq = streams("src"), streams("dlq")
     redis_client.xadd(src, {"data": order(1, valid=False), "trace": "t-9"})
@@ -335,7 +335,7 @@ def test_replay_dlq_redis_back_to_the_source_stream(redis_client, streams, polic
     assert run([*consume, "--drain", *common])[0] == 0
     assert redis_client.xlen(dlq) == 1
     (policy_dir / "rules.yaml").write_text(RELAXED, encoding="utf-8")
-    code, stdout, _ = run(["replay-dlq", f"{REDIS_URL}?stream={dlq}", "--json", *common])
+    code, stdout, _ = run(["redrive", f"{REDIS_URL}?stream={dlq}", "--json", *common])
     assert code == 0
     assert json.loads(stdout)["published"] == 1
     assert redis_client.xlen(dlq) == 0
@@ -344,7 +344,7 @@ def test_replay_dlq_redis_back_to_the_source_stream(redis_client, streams, polic
     assert entries[-1][1] == {b"data": order(1, valid=False), b"trace": b"t-9"}
 
 
-def test_replay_dlq_to_an_explicit_target(tmp_path, policy_dir, schema_dir):
+def test_redrive_to_an_explicit_target(tmp_path, policy_dir, schema_dir):
     """--to publishes somewhere else than the recorded source; --keep leaves the DLQ alone."""
     dlq = tmp_path / "dlq.jsonl"
     assert (
@@ -355,16 +355,34 @@ def test_replay_dlq_to_an_explicit_target(tmp_path, policy_dir, schema_dir):
         == 0
     )
     (policy_dir / "rules.yaml").write_text(RELAXED, encoding="utf-8")
-    code, _, stderr = run(["replay-dlq", str(dlq), *_common(policy_dir, schema_dir)])
+    code, _, stderr = run(["redrive", str(dlq), *_common(policy_dir, schema_dir)])
     assert code == 2
     assert "--to" in stderr  # it came from stdin: no source to go back to
     target = tmp_path / "fixed.jsonl"
     code, _, _ = run(
-        ["replay-dlq", str(dlq), "--to", str(target), "--keep", *_common(policy_dir, schema_dir)]
+        ["redrive", str(dlq), "--to", str(target), "--keep", *_common(policy_dir, schema_dir)]
     )
     assert code == 0
     assert json.loads(target.read_bytes())["payload"] == {"id": "x", "price": -1}
     assert len(dlq.read_bytes().splitlines()) == 1
+
+
+def test_replay_dlq_is_a_hidden_alias_of_redrive(tmp_path, policy_dir, schema_dir):
+    """The old command name still redrives, after one stderr line saying it is now redrive,
+    and is left out of the command list."""
+    feed = _feed(tmp_path / "feed.jsonl", [order(1, valid=False)])
+    dlq = tmp_path / "dlq.jsonl"
+    common = _common(policy_dir, schema_dir)
+    assert run(["consume", str(feed), "--dlq", str(dlq), *common])[0] == 0
+    (policy_dir / "rules.yaml").write_text(RELAXED, encoding="utf-8")
+    code, stdout, stderr = run(["replay-dlq", str(dlq), "--json", *common])
+    assert code == 0
+    assert stderr == "policy-engine replay-dlq: renamed to 'policy-engine redrive'\n"
+    assert json.loads(stdout)["published"] == 1
+    assert dlq.read_bytes() == b""
+    usage = build_parser().format_help()
+    assert "redrive" in usage
+    assert "replay-dlq" not in usage
 
 
 def test_readme_main_job(tmp_path):

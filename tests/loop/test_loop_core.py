@@ -22,8 +22,8 @@ from policy_engine.loop import (
     Position,
     ThreadedSink,
     ThreadedSource,
-    evaluate_plan,
-    plan_batch,
+    decide_batch,
+    evaluate_batch,
 )
 
 FAST = IoRetry(attempts=3, backoff=0.0)
@@ -151,16 +151,16 @@ def test_evaluation_error_is_dead_lettered(engine):
     assert len(source.acked) == 3
 
 
-def test_plan_batch_is_free_of_io(engine):
+def test_decide_batch_is_free_of_io(engine):
     """The step alone turns messages plus decisions into passed records and dead letters."""
     messages = [
         Message(order(1), Position("memory", "m", "1")),
         Message(b"[]", Position("memory", "m", "2")),
     ]
-    plan = evaluate_plan(plan_batch(messages, now=0.0), engine.evaluate)
-    assert [p.message.position.id for p in plan.passed] == ["1"]
-    assert [d.reason for d in plan.dead] == ["bad_envelope"]
-    assert plan.dead[0].context["time"] == "1970-01-01T00:00:00.000Z"
+    result = evaluate_batch(decide_batch(messages, now=0.0), engine.evaluate)
+    assert [p.message.position.id for p in result.passed] == ["1"]
+    assert [d.reason for d in result.dead] == ["bad_envelope"]
+    assert result.dead[0].context["time"] == "1970-01-01T00:00:00.000Z"
 
 
 def test_async_loop_makes_the_same_decisions(engine):
@@ -241,9 +241,16 @@ def test_follow_source_waits_for_more(engine):
 
 
 def test_loop_exports_resolve_lazily():
-    """Every name policy_engine.loop exports resolves; importing the package leaves redis-py out."""
+    """Every name policy_engine.loop exports resolves; importing the package, the loop, the
+    transport table and redrive leaves redis-py out."""
     import policy_engine.loop
 
     assert all(getattr(policy_engine.loop, name) is not None for name in policy_engine.loop.__all__)
-    code = "import sys, engine; assert 'redis' not in sys.modules, 'redis imported'"
+    code = (
+        "import sys, policy_engine, policy_engine.loop, policy_engine.loop.endpoints, "
+        "policy_engine.loop.redrive; "
+        "assert 'redis' not in sys.modules, 'redis imported'; "
+        "policy_engine.loop.endpoints.transport_for('dlq.jsonl'); "
+        "assert 'redis' not in sys.modules, 'redis imported by the file transport'"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -15,10 +15,11 @@ from policy_engine.loop import (
     Position,
     mask_violations,
 )
-from policy_engine.loop.records import (
+from policy_engine.loop.transports.jsonl import encode_line, parse_dead_letter_line
+from policy_engine.loop.transports.redis_streams import (
     DLQ_FIELD,
+    encode_fields,
     parse_dead_letter_entry,
-    parse_dead_letter_line,
 )
 
 BAD_ORDER = envelope(
@@ -36,7 +37,7 @@ def test_rejection_record_has_the_full_context(engine, policy_dir):
     """A rejected payload's record names schema, track, mode, rule, checksum, violations,
     position, time and exception class, and keeps the original bytes."""
     (letter,) = _dead(engine, [BAD_ORDER])
-    record = json.loads(letter.to_line())
+    record = json.loads(encode_line(letter))
     assert record["reason"] == "rejected"
     assert record["schema"] == "shop.Order"
     assert record["track"] == "v1"
@@ -67,7 +68,7 @@ def test_violation_messages_quote_values_unless_masked(engine):
     assert "-12.5" not in masked_text
     assert "jane.doe@" not in masked_text
     assert masked_text.count("<masked>") == 2
-    assert json.loads(masked.to_line())["original"].encode() == BAD_ORDER
+    assert json.loads(encode_line(masked))["original"].encode() == BAD_ORDER
 
 
 def test_masking_keeps_schema_words_readable():
@@ -89,7 +90,7 @@ def test_masking_keeps_schema_words_readable():
 def test_bad_envelope_record_keeps_the_line(engine):
     """A line that is not an envelope is dead-lettered whole, with the parse error."""
     (letter,) = _dead(engine, [b'{"schema": 5, "payload": {}}'])
-    record = json.loads(letter.to_line())
+    record = json.loads(encode_line(letter))
     assert record["reason"] == "bad_envelope"
     assert record["exception"] == "EnvelopeError"
     assert "schema" in record["error"]
@@ -101,9 +102,9 @@ def test_bytes_that_are_not_utf8_survive_as_base64(engine):
     """Original bytes that are not UTF-8 are kept exactly, base64-encoded, and read back."""
     raw = b'{"schema": "shop.Order", "payload": "\xff\xfe"}'
     (letter,) = _dead(engine, [raw])
-    record = json.loads(letter.to_line())
+    record = json.loads(encode_line(letter))
     assert "original" not in record
-    stored = parse_dead_letter_line(letter.to_line(), "1")
+    stored = parse_dead_letter_line(encode_line(letter), "1")
     assert stored.data == raw
 
 
@@ -112,7 +113,7 @@ def test_redis_fields_carry_the_entry_and_the_context(engine):
     fields = {b"data": BAD_ORDER, b"trace": b"abc-123"}
     message = Message(BAD_ORDER, Position("redis", "orders", "1-0"), fields)
     (letter,) = _dead(engine, [message])
-    entry = letter.to_fields()
+    entry = encode_fields(letter)
     assert entry[b"data"] == BAD_ORDER
     assert entry[b"trace"] == b"abc-123"
     context = json.loads(entry[DLQ_FIELD])
@@ -127,7 +128,7 @@ def test_jsonl_record_of_a_redis_message_keeps_its_other_fields(engine):
     fields = {b"data": BAD_ORDER, b"trace": b"abc-123"}
     message = Message(BAD_ORDER, Position("redis", "orders", "1-0"), fields)
     (letter,) = _dead(engine, [message])
-    stored = parse_dead_letter_line(letter.to_line(), "1")
+    stored = parse_dead_letter_line(encode_line(letter), "1")
     assert stored.fields == fields
     assert stored.data == BAD_ORDER
 
@@ -139,4 +140,4 @@ def test_entry_without_data_is_a_bad_envelope(engine):
     (letter,) = _dead(engine, [message])
     assert letter.reason == "bad_envelope"
     assert "no 'data' field" in letter.context["error"]
-    assert letter.to_fields()[b"payload"] == b"{}"
+    assert encode_fields(letter)[b"payload"] == b"{}"

@@ -21,6 +21,7 @@ from policy_engine.loop import (
     MemorySource,
     Passed,
 )
+from policy_engine.loop.transports.jsonl import encode_line
 
 
 def _write(path, lines, *, newline_at_end=True):
@@ -187,7 +188,7 @@ def test_follow_reads_appended_lines_and_rotation(engine, tmp_path):
     loop.stop()
     thread.join(5)
     source.close()
-    seqs = [json.loads(r.to_line())["payload"]["seq"] for r in out.records]
+    seqs = [json.loads(encode_line(r))["payload"]["seq"] for r in out.records]
     assert seqs == [1, 2, 3]
     assert all(isinstance(r, Passed) for r in out.records)
 

@@ -1,4 +1,5 @@
-"""``policy-engine consume`` (the enforcement loop) and ``policy-engine replay-dlq``."""
+"""``policy-engine consume`` (the enforcement loop) and ``policy-engine redrive`` (the DLQ sent
+back); ``replay-dlq`` is redrive's old name, kept as a hidden alias that says so."""
 
 from __future__ import annotations
 
@@ -25,30 +26,43 @@ from policy_engine.engine import PolicyEngine
 from policy_engine.errors import ConfigError, LoopError
 from policy_engine.loop.core import AsyncConsumeLoop, ConsumeLoop, IoRetry, LoopStats
 from policy_engine.loop.endpoints import (
+    TRANSPORTS,
     default_dlq,
-    describe,
-    open_async_sink,
-    open_async_source,
-    open_sink,
-    open_source,
+    describe_endpoint,
+    open_async_message_sink,
+    open_async_message_source,
+    open_message_sink,
+    open_message_source,
 )
 from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
-from policy_engine.loop.replay import replay_dead_letters
+from policy_engine.loop.redrive import redrive_dead_letters
 from policy_engine.metrics import serve_metrics
 from policy_engine.reload import install_sighup_reload
 from policy_engine.settings import Settings
 
 log = logging.getLogger("policy_engine.loop")
 
-ENDPOINTS = (
-    "SOURCE and SINK: a JSONL file path, '-' (stdin/stdout), or "
-    "redis://host:port/db?stream=NAME&group=GROUP&consumer=NAME (a Redis entry carries the "
-    "envelope as JSON text in its 'data' field)."
+REDRIVE_DESCRIPTION = (
+    "Evaluate every dead letter in DLQ (a JSONL file or a redis:// stream) with the policies "
+    "and schemas in force. Those no longer rejected are published, with their original bytes, "
+    "to --to or else back to the source recorded in each (a Redis stream on the DLQ's server, "
+    "or the source file), then removed from the DLQ (a file DLQ is rewritten; do not run it "
+    "while consume appends to that file). Exit 0."
 )
 
 
+def _endpoints_help() -> str:
+    """What SOURCE and SINK may be, with the URL schemes the transport table knows."""
+    schemes = ", ".join(f"{scheme}://" for scheme in sorted(TRANSPORTS))
+    return (
+        f"SOURCE and SINK: a JSONL file path, '-' (stdin/stdout), or a URL ({schemes}), e.g. "
+        "redis://host:port/db?stream=NAME&group=GROUP&consumer=NAME (a Redis entry carries the "
+        "envelope as JSON text in its 'data' field)."
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``consume`` and ``replay-dlq`` to the command line."""
+    """Add ``consume``, ``redrive`` and the hidden ``replay-dlq`` to the command line."""
     consume = sub.add_parser(
         "consume",
         help="run the enforcement loop: read, evaluate, pass on, dead-letter rejects",
@@ -58,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "written (at-least-once). A file source stops at its end unless --follow; a Redis source "
         "runs until SIGTERM/SIGINT (which finish the batch in hand) unless --drain. SIGHUP reloads "
         "the policies; with POLICY_WATCH=true (the default) they also reload when their "
-        "directories change. Prints a summary at the end. " + ENDPOINTS,
+        "directories change. Prints a summary at the end. " + _endpoints_help(),
     )
     consume.add_argument("source", metavar="SOURCE", help="where messages come from")
     consume.add_argument(
@@ -127,25 +141,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_common(consume)
     consume.set_defaults(run=run_consume)
 
-    replay = sub.add_parser(
-        "replay-dlq",
+    redrive = sub.add_parser(
+        "redrive",
         help="re-evaluate a dead-letter queue and publish again what now passes",
-        description="Evaluate every dead letter in DLQ (a JSONL file or a redis:// stream) with "
-        "the policies and schemas in force. Those no longer rejected are published, with their "
-        "original bytes, to --to or else back to the source recorded in each (a Redis stream "
-        "on the DLQ's server, or the source file), then removed from the DLQ (a file DLQ is "
-        "rewritten; do not run it while consume appends to that file). Exit 0.",
+        description=REDRIVE_DESCRIPTION,
     )
-    replay.add_argument("dlq", metavar="DLQ", help="the dead-letter queue to replay")
-    replay.add_argument(
+    _add_redrive_arguments(redrive)
+    redrive.set_defaults(run=run_redrive)
+
+    # The old name still works for scripts written against it; no help= keeps it out of the
+    # command list, and running it says it was renamed.
+    old = sub.add_parser("replay-dlq", description=REDRIVE_DESCRIPTION)
+    _add_redrive_arguments(old)
+    old.set_defaults(run=run_replay_dlq)
+
+
+def _add_redrive_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dlq", metavar="DLQ", help="the dead-letter queue to redrive")
+    parser.add_argument(
         "--to", metavar="SINK", help="publish here instead of each message's source"
     )
-    replay.add_argument(
+    parser.add_argument(
         "--dry-run", action="store_true", help="only report what would be published"
     )
-    replay.add_argument("--keep", action="store_true", help="publish, but leave the DLQ as it is")
-    add_common(replay)
-    replay.set_defaults(run=run_replay_dlq)
+    parser.add_argument("--keep", action="store_true", help="publish, but leave the DLQ as it is")
+    add_common(parser)
 
 
 def install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
@@ -226,15 +246,15 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
         write_json(
             report,
             {
-                "source": describe(args.source),
-                "output": describe(args.output) if args.output else None,
-                "dlq": describe(dlq),
+                "source": describe_endpoint(args.source),
+                "output": describe_endpoint(args.output) if args.output else None,
+                "dlq": describe_endpoint(dlq),
                 **stats.to_dict(),
                 "error": str(error) if error is not None else None,
             },
         )
     else:
-        report.write(f"consume {describe(args.source)}: {stats.summary()}")
+        report.write(f"consume {describe_endpoint(args.source)}: {stats.summary()}")
     return EXIT_FAIL if error is not None else EXIT_OK
 
 
@@ -260,13 +280,13 @@ def _run(
     opened: list[Source | Sink] = []
     try:
         try:
-            source = open_source(args.source, **source_options)
+            source = open_message_source(args.source, **source_options)
             opened.append(source)
-            dlq_sink = open_sink(dlq, stdout=streams.stdout, fsync=True)
+            dlq_sink = open_message_sink(dlq, stdout=streams.stdout, fsync=True)
             opened.append(dlq_sink)
             output = None
             if args.output:
-                output = open_sink(args.output, stdout=streams.stdout)
+                output = open_message_sink(args.output, stdout=streams.stdout)
                 opened.append(output)
         except (LoopError, ConfigError) as exc:
             raise CommandError(str(exc)) from exc
@@ -304,13 +324,13 @@ async def _run_async(
     opened: list[AsyncSource | AsyncSink] = []
     try:
         try:
-            source = open_async_source(args.source, **source_options)
+            source = open_async_message_source(args.source, **source_options)
             opened.append(source)
-            dlq_sink = open_async_sink(dlq, stdout=streams.stdout, fsync=True)
+            dlq_sink = open_async_message_sink(dlq, stdout=streams.stdout, fsync=True)
             opened.append(dlq_sink)
             output = None
             if args.output:
-                output = open_async_sink(args.output, stdout=streams.stdout)
+                output = open_async_message_sink(args.output, stdout=streams.stdout)
                 opened.append(output)
         except (LoopError, ConfigError) as exc:
             raise CommandError(str(exc)) from exc
@@ -331,12 +351,12 @@ async def _run_async(
                 log.exception("closing %s failed", item.description)
 
 
-def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
-    """Replay a DLQ and print what was (or would be) published."""
+def run_redrive(args: argparse.Namespace, streams: Streams) -> int:
+    """Redrive a DLQ and print what was (or would be) published."""
     # Re-evaluating still-rejected messages would log each failure again; the report says it.
     with decision_logs_quiet(), build_engine(args, streams) as engine:
         try:
-            report = replay_dead_letters(
+            report = redrive_dead_letters(
                 engine,
                 args.dlq,
                 target=args.to,
@@ -345,7 +365,7 @@ def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
                 stdout=streams.stdout,
             )
         except LoopError as exc:
-            streams.stderr.write(f"policy-engine replay-dlq: {exc}\n")
+            streams.stderr.write(f"policy-engine {args.command}: {exc}\n")
             return EXIT_FAIL
     out = streams.stderr if args.to == "-" else streams.stdout
     if args.json:
@@ -353,3 +373,9 @@ def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
     else:
         out.write(report.summary())
     return EXIT_OK
+
+
+def run_replay_dlq(args: argparse.Namespace, streams: Streams) -> int:
+    """``replay-dlq``, redrive's old name: say it was renamed, then redrive."""
+    streams.stderr.write("policy-engine replay-dlq: renamed to 'policy-engine redrive'\n")
+    return run_redrive(args, streams)

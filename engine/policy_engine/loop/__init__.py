@@ -1,16 +1,21 @@
 """The enforcement loop (SPEC §10): read messages, evaluate, pass on, dead-letter, acknowledge.
 
 - ``ConsumeLoop`` / ``AsyncConsumeLoop``: the loop over a ``Source`` and ``Sink``s, sync or
-  asyncio, both driving the one sans-I/O step ``plan_batch``; at-least-once.
-- Sources and sinks: ``JsonlSource``/``JsonlSink`` (files, stdin, stdout; DLQ appends fsynced),
+  asyncio, both driving the one sans-I/O step ``decide_batch`` (a batch's ``BatchResult``);
+  at-least-once.
+- Endpoints: ``open_message_source``/``open_message_sink`` (and ``open_async_*``) build sources
+  and sinks from the CLI's SOURCE/SINK strings through one table, ``TRANSPORTS``, from URL
+  scheme to ``Transport`` (``redis://``, ``rediss://``, ``unix://``; plain paths and ``-`` go to
+  the JSONL transport). The transports live in ``policy_engine.loop.transports``:
+  ``JsonlSource``/``JsonlSink`` (files, stdin, stdout; DLQ appends fsynced),
   ``RedisStreamSource``/``RedisStreamSink`` (consumer groups, ``XAUTOCLAIM``) and their asyncio
-  forms, ``MemorySource``/``MemorySink`` for tests; ``open_source``/``open_sink`` build them from
-  the CLI's SOURCE/SINK strings.
+  forms, ``MemorySource``/``MemorySink``/``MemoryTransport`` for tests. Each encodes the plain
+  records (``Passed``, ``DeadLetter``, ``Redriven``) in its own wire format.
 - ``DeadLetter``: the DLQ record (original bytes plus schema, track, mode, rule, checksum,
   violations, source position, time, exception class); ``mask_violations``.
 - ``enforce_handler``: the same enforcement in front of your own handler, with a retry policy for
   the handler's exceptions (``RetryPolicy``) kept apart from validation rejections.
-- ``replay_dead_letters``: publish again what now passes (``policy-engine replay-dlq``).
+- ``redrive_dead_letters``: send back what now passes (``policy-engine redrive``).
 """
 
 from __future__ import annotations
@@ -21,23 +26,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from policy_engine.loop.core import (
         AsyncConsumeLoop,
+        BatchResult,
         ConsumeLoop,
         IoRetry,
         LoopStats,
-        Plan,
-        aevaluate_plan,
-        evaluate_plan,
-        plan_batch,
+        aevaluate_batch,
+        decide_batch,
+        evaluate_batch,
     )
     from policy_engine.loop.endpoints import (
+        TRANSPORTS,
         default_dlq,
-        open_async_sink,
-        open_async_source,
-        open_sink,
-        open_source,
+        describe_endpoint,
+        open_async_message_sink,
+        open_async_message_source,
+        open_dead_letters,
+        open_message_sink,
+        open_message_source,
+        transport_for,
     )
-    from policy_engine.loop.jsonl import JsonlSink, JsonlSource
-    from policy_engine.loop.memory import MemorySink, MemorySource
     from policy_engine.loop.middleware import (
         AsyncEnforcedHandler,
         EnforcedHandler,
@@ -48,10 +55,14 @@ if TYPE_CHECKING:
     from policy_engine.loop.protocols import (
         AsyncSink,
         AsyncSource,
+        DeadLetterStore,
         Sink,
+        SinkOptions,
         Source,
+        SourceOptions,
         ThreadedSink,
         ThreadedSource,
+        Transport,
     )
     from policy_engine.loop.records import (
         BAD_ENVELOPE,
@@ -62,10 +73,16 @@ if TYPE_CHECKING:
         Message,
         Passed,
         Position,
+        Record,
+        Redriven,
         StoredDeadLetter,
+        UnreadableDeadLetter,
         mask_violations,
     )
-    from policy_engine.loop.redis_streams import (
+    from policy_engine.loop.redrive import RedriveReport, redrive_dead_letters
+    from policy_engine.loop.transports.jsonl import JsonlSink, JsonlSource
+    from policy_engine.loop.transports.memory import MemorySink, MemorySource, MemoryTransport
+    from policy_engine.loop.transports.redis_streams import (
         AsyncRedisStreamSink,
         AsyncRedisStreamSource,
         RedisEndpoint,
@@ -73,57 +90,68 @@ if TYPE_CHECKING:
         RedisStreamSource,
         parse_redis_url,
     )
-    from policy_engine.loop.replay import ReplayReport, replay_dead_letters
 
 #: Where each public name lives; imported on first use (``import policy_engine`` stays free of
 #: redis-py and the sources and sinks until the loop is used).
 _WHERE: dict[str, str] = {
     "AsyncConsumeLoop": "policy_engine.loop.core",
     "AsyncEnforcedHandler": "policy_engine.loop.middleware",
-    "AsyncRedisStreamSink": "policy_engine.loop.redis_streams",
-    "AsyncRedisStreamSource": "policy_engine.loop.redis_streams",
+    "AsyncRedisStreamSink": "policy_engine.loop.transports.redis_streams",
+    "AsyncRedisStreamSource": "policy_engine.loop.transports.redis_streams",
     "AsyncSink": "policy_engine.loop.protocols",
     "AsyncSource": "policy_engine.loop.protocols",
     "BAD_ENVELOPE": "policy_engine.loop.records",
+    "BatchResult": "policy_engine.loop.core",
     "ConsumeLoop": "policy_engine.loop.core",
     "DeadLetter": "policy_engine.loop.records",
+    "DeadLetterStore": "policy_engine.loop.protocols",
     "EVALUATION_ERROR": "policy_engine.loop.records",
     "EnforcedHandler": "policy_engine.loop.middleware",
     "HANDLER_ERROR": "policy_engine.loop.records",
     "IoRetry": "policy_engine.loop.core",
-    "JsonlSink": "policy_engine.loop.jsonl",
-    "JsonlSource": "policy_engine.loop.jsonl",
+    "JsonlSink": "policy_engine.loop.transports.jsonl",
+    "JsonlSource": "policy_engine.loop.transports.jsonl",
     "LoopStats": "policy_engine.loop.core",
-    "MemorySink": "policy_engine.loop.memory",
-    "MemorySource": "policy_engine.loop.memory",
+    "MemorySink": "policy_engine.loop.transports.memory",
+    "MemorySource": "policy_engine.loop.transports.memory",
+    "MemoryTransport": "policy_engine.loop.transports.memory",
     "Message": "policy_engine.loop.records",
     "Outcome": "policy_engine.loop.middleware",
     "Passed": "policy_engine.loop.records",
-    "Plan": "policy_engine.loop.core",
     "Position": "policy_engine.loop.records",
     "REJECTED": "policy_engine.loop.records",
-    "RedisEndpoint": "policy_engine.loop.redis_streams",
-    "RedisStreamSink": "policy_engine.loop.redis_streams",
-    "RedisStreamSource": "policy_engine.loop.redis_streams",
-    "ReplayReport": "policy_engine.loop.replay",
+    "Record": "policy_engine.loop.records",
+    "RedisEndpoint": "policy_engine.loop.transports.redis_streams",
+    "RedisStreamSink": "policy_engine.loop.transports.redis_streams",
+    "RedisStreamSource": "policy_engine.loop.transports.redis_streams",
+    "RedriveReport": "policy_engine.loop.redrive",
+    "Redriven": "policy_engine.loop.records",
     "RetryPolicy": "policy_engine.loop.middleware",
     "Sink": "policy_engine.loop.protocols",
+    "SinkOptions": "policy_engine.loop.protocols",
     "Source": "policy_engine.loop.protocols",
+    "SourceOptions": "policy_engine.loop.protocols",
     "StoredDeadLetter": "policy_engine.loop.records",
+    "TRANSPORTS": "policy_engine.loop.endpoints",
     "ThreadedSink": "policy_engine.loop.protocols",
     "ThreadedSource": "policy_engine.loop.protocols",
-    "aevaluate_plan": "policy_engine.loop.core",
+    "Transport": "policy_engine.loop.protocols",
+    "UnreadableDeadLetter": "policy_engine.loop.records",
+    "aevaluate_batch": "policy_engine.loop.core",
+    "decide_batch": "policy_engine.loop.core",
     "default_dlq": "policy_engine.loop.endpoints",
+    "describe_endpoint": "policy_engine.loop.endpoints",
     "enforce_handler": "policy_engine.loop.middleware",
-    "evaluate_plan": "policy_engine.loop.core",
+    "evaluate_batch": "policy_engine.loop.core",
     "mask_violations": "policy_engine.loop.records",
-    "open_async_sink": "policy_engine.loop.endpoints",
-    "open_async_source": "policy_engine.loop.endpoints",
-    "open_sink": "policy_engine.loop.endpoints",
-    "open_source": "policy_engine.loop.endpoints",
-    "parse_redis_url": "policy_engine.loop.redis_streams",
-    "plan_batch": "policy_engine.loop.core",
-    "replay_dead_letters": "policy_engine.loop.replay",
+    "open_async_message_sink": "policy_engine.loop.endpoints",
+    "open_async_message_source": "policy_engine.loop.endpoints",
+    "open_dead_letters": "policy_engine.loop.endpoints",
+    "open_message_sink": "policy_engine.loop.endpoints",
+    "open_message_source": "policy_engine.loop.endpoints",
+    "parse_redis_url": "policy_engine.loop.transports.redis_streams",
+    "redrive_dead_letters": "policy_engine.loop.redrive",
+    "transport_for": "policy_engine.loop.endpoints",
 }
 
 __all__ = [
@@ -131,14 +159,17 @@ __all__ = [
     "EVALUATION_ERROR",
     "HANDLER_ERROR",
     "REJECTED",
+    "TRANSPORTS",
     "AsyncConsumeLoop",
     "AsyncEnforcedHandler",
     "AsyncRedisStreamSink",
     "AsyncRedisStreamSource",
     "AsyncSink",
     "AsyncSource",
+    "BatchResult",
     "ConsumeLoop",
     "DeadLetter",
+    "DeadLetterStore",
     "EnforcedHandler",
     "IoRetry",
     "JsonlSink",
@@ -146,33 +177,42 @@ __all__ = [
     "LoopStats",
     "MemorySink",
     "MemorySource",
+    "MemoryTransport",
     "Message",
     "Outcome",
     "Passed",
-    "Plan",
     "Position",
+    "Record",
     "RedisEndpoint",
     "RedisStreamSink",
     "RedisStreamSource",
-    "ReplayReport",
+    "RedriveReport",
+    "Redriven",
     "RetryPolicy",
     "Sink",
+    "SinkOptions",
     "Source",
+    "SourceOptions",
     "StoredDeadLetter",
     "ThreadedSink",
     "ThreadedSource",
-    "aevaluate_plan",
+    "Transport",
+    "UnreadableDeadLetter",
+    "aevaluate_batch",
+    "decide_batch",
     "default_dlq",
+    "describe_endpoint",
     "enforce_handler",
-    "evaluate_plan",
+    "evaluate_batch",
     "mask_violations",
-    "open_async_sink",
-    "open_async_source",
-    "open_sink",
-    "open_source",
+    "open_async_message_sink",
+    "open_async_message_source",
+    "open_dead_letters",
+    "open_message_sink",
+    "open_message_source",
     "parse_redis_url",
-    "plan_batch",
-    "replay_dead_letters",
+    "redrive_dead_letters",
+    "transport_for",
 ]
 
 

@@ -1,11 +1,12 @@
 """The consume loop: read a batch, evaluate, pass on, dead-letter, acknowledge (SPEC §10).
 
-The decisions are made by one sans-I/O step, ``plan_batch``: a generator that takes a batch of
+The decisions are made by one sans-I/O step, ``decide_batch``: a generator that takes a batch of
 messages, yields each envelope to be evaluated, receives its ``Decision`` (or the exception the
-evaluation raised) and returns a ``Plan``: what to pass on, what to dead-letter, what to
-acknowledge. ``ConsumeLoop`` drives it with ``policy_engine.evaluate`` and sync sources and sinks,
-``AsyncConsumeLoop`` with ``await engine.aevaluate`` and asyncio ones; everything else (delivery
-order, retries, statistics) is written once here.
+evaluation raised) and returns a ``BatchResult``: what to pass on, what to dead-letter, what to
+acknowledge. ``evaluate_batch`` and ``aevaluate_batch`` drive it; ``ConsumeLoop`` does so with
+``engine.evaluate`` and sync sources and sinks, ``AsyncConsumeLoop`` with ``await
+engine.aevaluate`` and asyncio ones; everything else (delivery order, retries, statistics) is
+written once here.
 
 At-least-once: a batch is acknowledged only after its passed-on records and its dead letters
 were written. A sink that keeps failing (a DLQ stream on a Redis that is down) is retried with
@@ -58,7 +59,7 @@ _REJECTED = Action.REJECTED
 
 
 @dataclass(slots=True)
-class Plan:
+class BatchResult:
     """What one batch comes to: records to pass on, dead letters, messages to acknowledge."""
 
     messages: Sequence[Message]
@@ -66,11 +67,11 @@ class Plan:
     dead: list[DeadLetter]
 
 
-def plan_batch(
+def decide_batch(
     messages: Sequence[Message], *, now: float, mask_values: bool = False
-) -> Generator[Envelope, Decision, Plan]:
+) -> Generator[Envelope, Decision, BatchResult]:
     """The sans-I/O step: yields each envelope to evaluate, is sent its Decision, returns the
-    ``Plan``. An evaluation that raised is thrown back in and dead-letters that message.
+    ``BatchResult``. An evaluation that raised is thrown back in and dead-letters that message.
 
     Every message ends up in ``passed`` or ``dead``: a line that is not an envelope goes to the
     DLQ with reason ``bad_envelope``, a rejection with reason ``rejected``.
@@ -113,7 +114,7 @@ def plan_batch(
             dead.append(DeadLetter(message, REJECTED, context, decision.schema))
         else:
             passed.append(Passed(message, decision))
-    return Plan(messages, passed, dead)
+    return BatchResult(messages, passed, dead)
 
 
 def _bad_envelope(message: Message, exc: EnvelopeError, now: float) -> DeadLetter:
@@ -121,8 +122,10 @@ def _bad_envelope(message: Message, exc: EnvelopeError, now: float) -> DeadLette
     return DeadLetter(message, BAD_ENVELOPE, context, None)
 
 
-def evaluate_plan(step: Generator[Envelope, Decision, Plan], evaluate: Evaluate) -> Plan:
-    """Drive ``plan_batch`` with a sync ``evaluate``."""
+def evaluate_batch(
+    step: Generator[Envelope, Decision, BatchResult], evaluate: Evaluate
+) -> BatchResult:
+    """Drive ``decide_batch`` with a sync ``evaluate``."""
     try:
         envelope = next(step)
         while True:
@@ -133,14 +136,14 @@ def evaluate_plan(step: Generator[Envelope, Decision, Plan], evaluate: Evaluate)
             else:
                 envelope = step.send(decision)
     except StopIteration as done:
-        plan: Plan = done.value
-        return plan
+        result: BatchResult = done.value
+        return result
 
 
-async def aevaluate_plan(
-    step: Generator[Envelope, Decision, Plan], evaluate: AsyncEvaluate
-) -> Plan:
-    """Drive ``plan_batch`` with an async ``evaluate``."""
+async def aevaluate_batch(
+    step: Generator[Envelope, Decision, BatchResult], evaluate: AsyncEvaluate
+) -> BatchResult:
+    """Drive ``decide_batch`` with an async ``evaluate``."""
     try:
         envelope = next(step)
         while True:
@@ -153,8 +156,8 @@ async def aevaluate_plan(
             else:
                 envelope = step.send(decision)
     except StopIteration as done:
-        plan: Plan = done.value
-        return plan
+        result: BatchResult = done.value
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,18 +198,18 @@ class LoopStats:
     #: ``limit`` (max_messages), ``error`` (a source or sink kept failing).
     ended_by: str | None = None
 
-    def add(self, plan: Plan) -> None:
+    def add(self, result: BatchResult) -> None:
         """Count one delivered and acknowledged batch."""
         self.batches += 1
-        self.read += len(plan.messages)
-        self.acked += len(plan.messages)
-        self.passed += len(plan.passed)
-        for message in plan.messages:
+        self.read += len(result.messages)
+        self.acked += len(result.messages)
+        self.passed += len(result.passed)
+        for message in result.messages:
             if message.redelivered:
                 self.redelivered += 1
-        for record in plan.passed:
+        for record in result.passed:
             self.actions[record.decision.action.value] += 1
-        for letter in plan.dead:
+        for letter in result.dead:
             self.dead[letter.reason] += 1
 
     @property
@@ -392,12 +395,12 @@ class ConsumeLoop(_LoopBase):
                     break
                 messages = self._read(limit)
                 if messages:
-                    plan = evaluate_plan(
-                        plan_batch(messages, now=self.clock(), mask_values=self.mask_values),
+                    result = evaluate_batch(
+                        decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
-                    self.deliver(plan)
-                    stats.add(plan)
+                    self.deliver(result)
+                    stats.add(result)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
@@ -408,18 +411,18 @@ class ConsumeLoop(_LoopBase):
             stats.finished = time.monotonic()
         return stats
 
-    def deliver(self, plan: Plan) -> None:
-        """Write the plan's records (output first, then the DLQ), then acknowledge the batch."""
-        if plan.passed and self.output is not None:
-            self._write(self.output, plan.passed, "writing to the output")
-        if plan.dead:
-            self._write(self.dlq, plan.dead, "writing to the dead-letter queue")
-            self._count_dead(plan.dead)
+    def deliver(self, result: BatchResult) -> None:
+        """Write the batch's records (output first, then the DLQ), then acknowledge it."""
+        if result.passed and self.output is not None:
+            self._write(self.output, result.passed, "writing to the output")
+        if result.dead:
+            self._write(self.dlq, result.dead, "writing to the dead-letter queue")
+            self._count_dead(result.dead)
         attempt = 0
         while True:
             attempt += 1
             try:
-                self.source.ack(plan.messages)
+                self.source.ack(result.messages)
                 return
             except SourceError as exc:
                 if self._failed("acknowledging", attempt, exc):
@@ -453,7 +456,7 @@ class ConsumeLoop(_LoopBase):
 class AsyncConsumeLoop(_LoopBase):
     """``ConsumeLoop`` for asyncio: ``AsyncSource``/``AsyncSink`` and ``policy_engine.aevaluate``.
 
-    The decisions come from the same ``plan_batch`` step; only the I/O is awaited.
+    The decisions come from the same ``decide_batch`` step; only the I/O is awaited.
     """
 
     def __init__(
@@ -506,12 +509,12 @@ class AsyncConsumeLoop(_LoopBase):
                     break
                 messages = await self._read(limit)
                 if messages:
-                    plan = await aevaluate_plan(
-                        plan_batch(messages, now=self.clock(), mask_values=self.mask_values),
+                    result = await aevaluate_batch(
+                        decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
-                    await self.deliver(plan)
-                    stats.add(plan)
+                    await self.deliver(result)
+                    stats.add(result)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
@@ -522,18 +525,18 @@ class AsyncConsumeLoop(_LoopBase):
             stats.finished = time.monotonic()
         return stats
 
-    async def deliver(self, plan: Plan) -> None:
-        """Write the plan's records (output first, then the DLQ), then acknowledge the batch."""
-        if plan.passed and self.output is not None:
-            await self._write(self.output, plan.passed, "writing to the output")
-        if plan.dead:
-            await self._write(self.dlq, plan.dead, "writing to the dead-letter queue")
-            self._count_dead(plan.dead)
+    async def deliver(self, result: BatchResult) -> None:
+        """Write the batch's records (output first, then the DLQ), then acknowledge it."""
+        if result.passed and self.output is not None:
+            await self._write(self.output, result.passed, "writing to the output")
+        if result.dead:
+            await self._write(self.dlq, result.dead, "writing to the dead-letter queue")
+            self._count_dead(result.dead)
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.source.ack(plan.messages)
+                await self.source.ack(result.messages)
                 return
             except SourceError as exc:
                 if self._failed("acknowledging", attempt, exc):

@@ -1,39 +1,87 @@
-"""SOURCE and SINK as the CLI writes them (SPEC §6): a file path, ``-``, or a ``redis://`` URL.
+"""SOURCE and SINK as the CLI writes them (SPEC §6): a file path, ``-``, or a URL, and the one
+table that says which transport opens which.
 
->>> source = open_source("redis://127.0.0.1:6379/0?stream=events&group=g", stdin=sys.stdin.buffer)
-...                                                                       # doctest: +SKIP
->>> dlq = open_sink("dlq.jsonl", stdout=sys.stdout, fsync=True)          # doctest: +SKIP
+``TRANSPORTS`` maps a URL scheme to the transport that handles it; a plain path or ``-`` (no
+``scheme://``) goes to ``DEFAULT_TRANSPORT`` (JSONL files, stdin/stdout). Every function here,
+and through them ``consume`` and ``redrive``, looks the transport up in that table and nowhere
+else, so a new transport is one module (``loop.transports``) plus one line in the table. An
+entry names the module that defines ``TRANSPORT`` (imported on first use, so that ``import
+policy_engine.loop`` does not import redis-py) or is the transport object itself (a test's
+``MemoryTransport``).
+
+>>> source = open_message_source("redis://127.0.0.1:6379/0?stream=events&group=g",
+...                              stdin=sys.stdin.buffer)           # doctest: +SKIP
+>>> dlq = open_message_sink("dlq.jsonl", stdout=sys.stdout, fsync=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from typing import IO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from policy_engine.errors import ConfigError
-from policy_engine.loop.jsonl import JsonlSink, JsonlSource
 from policy_engine.loop.protocols import (
     AsyncSink,
     AsyncSource,
+    DeadLetterStore,
     Sink,
+    SinkOptions,
     Source,
-    ThreadedSink,
-    ThreadedSource,
-)
-from policy_engine.loop.redis_streams import (
-    AsyncRedisStreamSink,
-    AsyncRedisStreamSource,
-    RedisStreamSink,
-    RedisStreamSource,
-    is_redis_url,
-    parse_redis_url,
+    SourceOptions,
+    Transport,
 )
 
-#: The suffix of the DLQ stream next to a Redis source stream when no ``--dlq`` is given.
-DLQ_SUFFIX = ":dlq"
+#: URL scheme (lower case, without ``://``) -> the transport for its endpoints: the dotted name
+#: of a module whose ``TRANSPORT`` is the transport, or a ``Transport`` object.
+TRANSPORTS: dict[str, str | Transport] = {
+    "redis": "policy_engine.loop.transports.redis_streams",
+    "rediss": "policy_engine.loop.transports.redis_streams",
+    "unix": "policy_engine.loop.transports.redis_streams",
+}
+#: The transport of a plain path and of ``-``.
+DEFAULT_TRANSPORT: str | Transport = "policy_engine.loop.transports.jsonl"
+
+# RFC 3986 scheme syntax; "://" is required so that "C:\feed.jsonl" or "a:b.jsonl" stay paths.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def open_source(
+def scheme_of(text: str) -> str | None:
+    """The URL scheme of ``text`` in lower case (``redis`` for ``redis://...``), or ``None``
+    for a plain path or ``-``."""
+    match = _SCHEME.match(text)
+    return match.group(1).lower() if match else None
+
+
+def _resolve(entry: str | Transport) -> Transport:
+    if not isinstance(entry, str):
+        return entry
+    transport: Transport = importlib.import_module(entry).TRANSPORT
+    return transport
+
+
+def transport_for(text: str) -> Transport:
+    """The transport for the endpoint ``text``; ``ConfigError`` naming the known schemes when
+    its scheme is not in ``TRANSPORTS``."""
+    scheme = scheme_of(text)
+    if scheme is None:
+        return _resolve(DEFAULT_TRANSPORT)
+    entry = TRANSPORTS.get(scheme)
+    if entry is None:
+        known = ", ".join(f"{name}://" for name in sorted(TRANSPORTS))
+        # Only the scheme is quoted: the rest of a URL may hold a password.
+        raise ConfigError(
+            f"unknown endpoint scheme '{scheme}://'; known: {known}, or a file path or '-'"
+        )
+    return _resolve(entry)
+
+
+def default_transport() -> Transport:
+    """The transport of plain paths and ``-``."""
+    return _resolve(DEFAULT_TRANSPORT)
+
+
+def open_message_source(
     text: str,
     *,
     stdin: IO[bytes],
@@ -43,23 +91,13 @@ def open_source(
     consumer: str | None = None,
     claim_idle: float | None = None,
 ) -> Source:
-    """The ``Source`` named by ``text``. A file stops at its end unless ``follow``; a Redis
-    stream runs until stopped unless ``drain`` (stop when caught up)."""
-    if is_redis_url(text):
-        return RedisStreamSource(
-            parse_redis_url(text),
-            group=group,
-            consumer=consumer,
-            claim_idle=claim_idle,
-            drain=drain,
-        )
-    _no_redis_options(text, group, consumer)
-    if text == "-":
-        return JsonlSource(stream=stdin, name="-")
-    return JsonlSource(text, follow=follow)
+    """The message ``Source`` named by ``text``. A file stops at its end unless ``follow``; a
+    Redis stream runs until stopped unless ``drain`` (stop when caught up)."""
+    options = SourceOptions(stdin, follow, drain, group, consumer, claim_idle)
+    return transport_for(text).open_message_source(text, options)
 
 
-def open_async_source(
+def open_async_message_source(
     text: str,
     *,
     stdin: IO[bytes],
@@ -69,59 +107,34 @@ def open_async_source(
     consumer: str | None = None,
     claim_idle: float | None = None,
 ) -> AsyncSource:
-    """``open_source`` for the asyncio loop (files are read in a worker thread)."""
-    if is_redis_url(text):
-        return AsyncRedisStreamSource(
-            parse_redis_url(text),
-            group=group,
-            consumer=consumer,
-            claim_idle=claim_idle,
-            drain=drain,
-        )
-    return ThreadedSource(
-        open_source(text, stdin=stdin, follow=follow, group=group, consumer=consumer)
-    )
+    """``open_message_source`` for the asyncio loop (files are read in a worker thread)."""
+    options = SourceOptions(stdin, follow, drain, group, consumer, claim_idle)
+    return transport_for(text).open_async_message_source(text, options)
 
 
-def open_sink(text: str, *, stdout: IO[str] | IO[bytes], fsync: bool = False) -> Sink:
-    """The ``Sink`` named by ``text``; ``fsync=True`` for a DLQ file."""
-    if is_redis_url(text):
-        return RedisStreamSink(parse_redis_url(text))
-    if text == "-":
-        return JsonlSink(stream=stdout, fsync=fsync, name="-")
-    return JsonlSink(text, fsync=fsync)
+def open_message_sink(text: str, *, stdout: IO[str] | IO[bytes], fsync: bool = False) -> Sink:
+    """The message ``Sink`` named by ``text``; ``fsync=True`` for a DLQ."""
+    return transport_for(text).open_message_sink(text, SinkOptions(stdout, fsync))
 
 
-def open_async_sink(text: str, *, stdout: IO[str] | IO[bytes], fsync: bool = False) -> AsyncSink:
-    """``open_sink`` for the asyncio loop."""
-    if is_redis_url(text):
-        return AsyncRedisStreamSink(parse_redis_url(text))
-    return ThreadedSink(open_sink(text, stdout=stdout, fsync=fsync))
+def open_async_message_sink(
+    text: str, *, stdout: IO[str] | IO[bytes], fsync: bool = False
+) -> AsyncSink:
+    """``open_message_sink`` for the asyncio loop."""
+    return transport_for(text).open_async_message_sink(text, SinkOptions(stdout, fsync))
 
 
 def default_dlq(source: str) -> str | None:
-    """The DLQ next to a Redis source (same server, stream ``<stream>:dlq``); ``None`` for a
-    file or stdin, whose DLQ must be named."""
-    if not is_redis_url(source):
-        return None
-    endpoint = parse_redis_url(source)
-    parts = urlsplit(source)
-    query = [
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k not in ("stream", "group", "consumer", "claim_idle_ms", "block_ms", "maxlen")
-    ]
-    query.insert(0, ("stream", endpoint.stream + DLQ_SUFFIX))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    """The DLQ next to the source ``source`` (for Redis: same server, stream ``<stream>:dlq``);
+    ``None`` for a file or stdin, whose DLQ must be named."""
+    return transport_for(source).default_dlq(source)
 
 
-def describe(text: str) -> str:
-    """``text`` for logs and summaries, without a Redis password."""
-    if is_redis_url(text):
-        return parse_redis_url(text).description
-    return text
+def describe_endpoint(text: str) -> str:
+    """``text`` for logs and summaries, without a password."""
+    return transport_for(text).describe(text)
 
 
-def _no_redis_options(text: str, group: str | None, consumer: str | None) -> None:
-    if group or consumer:
-        raise ConfigError(f"{text}: --group and --consumer apply to a redis:// source only")
+def open_dead_letters(text: str) -> DeadLetterStore:
+    """The DLQ ``text`` read back (for ``redrive``)."""
+    return transport_for(text).open_dead_letters(text)

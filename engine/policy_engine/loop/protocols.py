@@ -1,22 +1,26 @@
 """The small protocols the loop talks to: where messages come from and where they go.
 
 A ``Source`` hands out batches of ``Message`` and takes acknowledgements; a ``Sink`` writes
-records (passed-on messages or dead letters) durably before ``write`` returns, and raises
-``SinkError`` when it cannot. Sync and asyncio forms have the same shape; ``ThreadedSource`` and
-``ThreadedSink`` let the asyncio loop use a sync implementation (files) from a worker thread.
+records (passed-on messages, dead letters, redriven ones) durably before ``write`` returns, and
+raises ``SinkError`` when it cannot. Sync and asyncio forms have the same shape;
+``ThreadedSource`` and ``ThreadedSink`` let the asyncio loop use a sync implementation (files)
+from a worker thread. A ``DeadLetterStore`` is a DLQ read back for ``redrive``.
 
-Implementations: ``policy_engine.loop.jsonl`` (files, stdin/stdout),
-``policy_engine.loop.redis_streams`` (Redis Streams with consumer groups),
-``policy_engine.loop.memory`` (in memory, for tests and embedding).
+A ``Transport`` opens all of these for the endpoints of one URL scheme; ``loop.endpoints`` holds
+the table from scheme to transport. Implementations, in ``policy_engine.loop.transports``:
+``jsonl`` (files, stdin/stdout; plain paths and ``-``), ``redis_streams`` (``redis://``,
+``rediss://``, ``unix://``: Redis Streams with consumer groups), ``memory`` (in-process
+queues, for tests and embedding; registered by whoever uses it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, runtime_checkable
 
-from policy_engine.loop.records import Message, Record
+from policy_engine.loop.records import Message, Record, StoredDeadLetter, UnreadableDeadLetter
 
 
 @runtime_checkable
@@ -139,3 +143,100 @@ class ThreadedSink:
     async def close(self) -> None:
         """``sink.close``."""
         self.sink.close()
+
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """A dead-letter queue read back, for ``redrive``: its records, and removing some."""
+
+    #: The DLQ for logs and reports, without credentials.
+    description: str
+
+    def read(self) -> Iterator[StoredDeadLetter | UnreadableDeadLetter]:
+        """Every record in the DLQ, oldest first. Raises ``SourceError``."""
+        ...
+
+    def remove(self, letters: Sequence[StoredDeadLetter]) -> int:
+        """Remove ``letters`` (read by ``read`` before) from the DLQ; how many went. Raises
+        ``SinkError``; nothing else in the DLQ changes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """What the caller (``consume``'s options) asks of a source; a transport uses what applies
+    to it and refuses what cannot (``ConfigError``).
+
+    ``stdin`` is what ``-`` reads; ``follow`` keeps a file open at its end; ``drain`` stops a
+    broker source once it is caught up; ``group``, ``consumer`` and ``claim_idle`` (seconds)
+    place it in a consumer group, overriding what the endpoint says.
+    """
+
+    stdin: IO[bytes]
+    follow: bool = False
+    drain: bool = False
+    group: str | None = None
+    consumer: str | None = None
+    claim_idle: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SinkOptions:
+    """What the caller asks of a sink: ``stdout`` is what ``-`` writes to; ``fsync=True`` (a
+    DLQ) makes every write durable before it returns."""
+
+    stdout: IO[str] | IO[bytes]
+    fsync: bool = False
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One way messages travel, for the endpoints of the URL schemes it is registered under
+    (``loop.endpoints.TRANSPORTS``). ``text`` is always an endpoint as the user wrote it.
+
+    A new transport is one module defining ``TRANSPORT``, an object with these methods, plus
+    one line in that table; nothing in the loop or the CLI changes.
+    """
+
+    def open_message_source(self, text: str, options: SourceOptions) -> Source:
+        """The ``Source`` named by ``text``. Raises ``ConfigError`` or ``SourceError``."""
+        ...
+
+    def open_async_message_source(self, text: str, options: SourceOptions) -> AsyncSource:
+        """``open_message_source`` for the asyncio loop."""
+        ...
+
+    def open_message_sink(self, text: str, options: SinkOptions) -> Sink:
+        """The ``Sink`` named by ``text``. Raises ``ConfigError`` or ``SinkError``."""
+        ...
+
+    def open_async_message_sink(self, text: str, options: SinkOptions) -> AsyncSink:
+        """``open_message_sink`` for the asyncio loop."""
+        ...
+
+    def describe(self, text: str) -> str:
+        """``text`` for logs and summaries, without credentials."""
+        ...
+
+    def default_dlq(self, source: str) -> str | None:
+        """The DLQ endpoint next to the source ``source`` when none is named, or ``None`` when
+        one must be named (a file)."""
+        ...
+
+    def open_dead_letters(self, text: str) -> DeadLetterStore:
+        """The DLQ ``text`` read back, for ``redrive``."""
+        ...
+
+    def return_address(self, source: Mapping[str, Any], dlq: str) -> str | None:
+        """Where a dead letter read from ``dlq`` goes back to, given the ``source`` position
+        recorded in it (``Position.to_dict()``): an endpoint this transport opens, or ``None``
+        when the position is not one of its own.
+
+        ``redrive`` asks the DLQ's transport and then the one for plain paths: a position names
+        a file completely, but a broker stream only together with the server the DLQ is on.
+        """
+        ...

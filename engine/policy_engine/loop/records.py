@@ -2,13 +2,14 @@
 
 A ``Message`` keeps the bytes it was read as, unchanged, and where it was read from. The loop
 turns each one into either a ``Passed`` record (the message with its ``Decision`` added, for the
-output) or a ``DeadLetter`` (the original bytes plus the context of SPEC §10, for the DLQ). Both
-know how to encode themselves for a JSONL line (``to_line``) and for a Redis Streams entry
-(``to_fields``), so sinks stay small and a message read from Redis can be written to a file and
-the other way round.
+output) or a ``DeadLetter`` (the original bytes plus the context of SPEC §10, for the DLQ);
+``redrive`` sends a dead letter back as a ``Redriven`` record (its original bytes only). Records
+are plain data: each transport encodes them its own way when it writes them (a JSONL line in
+``transports.jsonl``, Redis entry fields in ``transports.redis_streams``), so a message read
+from Redis can be written to a file and the other way round.
 
-The dead-letter record (JSONL: one object per line; Redis: the original entry's fields plus a
-``dlq`` field holding ``context`` as JSON)::
+The dead-letter context, as a JSONL DLQ writes it (plus ``original``; a Redis DLQ keeps the
+entry's fields and adds the context as a ``dlq`` field)::
 
     {"reason": "rejected", "schema": "telemetry.FeedbackEvent", "track": "v2", "mode": "strict",
      "action": "rejected", "rule": {"file": "policies/telemetry.yaml", "line": 12},
@@ -23,14 +24,12 @@ The dead-letter record (JSONL: one object per line; Redis: the original entry's 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, TypeAlias
 
 from policy_engine.decision import Decision, Violation
 
@@ -41,14 +40,10 @@ EVALUATION_ERROR = "evaluation_error"
 HANDLER_ERROR = "handler_error"
 REASONS = (REJECTED, BAD_ENVELOPE, EVALUATION_ERROR, HANDLER_ERROR)
 
-#: The Redis field holding the envelope (SPEC §6), the decision added on output, the DLQ context.
+#: The field of a broker entry (``Message.fields``) that holds the envelope (SPEC §6).
 DATA_FIELD = b"data"
-DECISION_FIELD = b"decision"
-DLQ_FIELD = b"dlq"
 #: What a masked value is replaced with in violation messages.
 MASK = "<masked>"
-
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,26 +84,6 @@ class Message:
     #: Why the source could not read it as bytes (a line over the size limit), else ``None``.
     problem: str | None = None
 
-    def entry_fields(self) -> dict[bytes, bytes]:
-        """The fields of a Redis entry carrying this message (a file line becomes ``data``)."""
-        if self.fields is not None:
-            return dict(self.fields)
-        return {DATA_FIELD: self.data or b""}
-
-
-class Record(Protocol):
-    """Anything a sink can write: encodes itself for a JSONL line or a Redis entry."""
-
-    message: Message
-
-    def to_line(self) -> bytes:
-        """One JSON object and a newline."""
-        ...
-
-    def to_fields(self) -> dict[bytes, bytes]:
-        """The fields of a Redis Streams entry."""
-        ...
-
 
 @dataclass(slots=True)
 class Passed:
@@ -116,32 +91,6 @@ class Passed:
 
     message: Message
     decision: Decision
-    _decision_json: bytes | None = field(default=None, repr=False)
-
-    def decision_json(self) -> bytes:
-        """The Decision as compact JSON (worked out once)."""
-        if self._decision_json is None:
-            self._decision_json = _compact(self.decision.to_dict()).encode()
-        return self._decision_json
-
-    def to_line(self) -> bytes:
-        """The envelope plus a ``"decision"`` object, as one line.
-
-        The original bytes are kept as they are and the field is spliced in before the closing
-        brace; only an envelope that already has a ``decision`` field is parsed and re-encoded.
-        """
-        data = (self.message.data or b"").strip()
-        if data[:1] == b"{" and data[-1:] == b"}" and b'"decision"' not in data:
-            return data[:-1] + b',"decision":' + self.decision_json() + b"}\n"
-        envelope = json.loads(data)
-        envelope["decision"] = self.decision.to_dict()
-        return _compact(envelope).encode() + b"\n"
-
-    def to_fields(self) -> dict[bytes, bytes]:
-        """The entry's fields unchanged, plus a ``decision`` field (SPEC §6)."""
-        fields = self.message.entry_fields()
-        fields[DECISION_FIELD] = self.decision_json()
-        return fields
 
 
 @dataclass(slots=True)
@@ -157,47 +106,17 @@ class DeadLetter:
     context: dict[str, Any]
     schema: str | None = None
 
-    def to_line(self) -> bytes:
-        """The context plus the original bytes (``original``, or ``original_base64`` for bytes
-        that are not UTF-8) and, for a Redis entry, its other fields."""
-        record = dict(self.context)
-        record.update(_bytes_field("original", self.message.data or b""))
-        fields = self.message.fields
-        if fields:
-            others = {k: v for k, v in fields.items() if k != DATA_FIELD}
-            if others:
-                record["fields"] = {
-                    k.decode("utf-8", "replace"): _bytes_value(v) for k, v in others.items()
-                }
-        return _compact(record).encode() + b"\n"
 
-    def to_fields(self) -> dict[bytes, bytes]:
-        """The original entry's fields unchanged, plus a ``dlq`` field with the context."""
-        fields = self.message.entry_fields()
-        fields[DLQ_FIELD] = _compact(self.context).encode()
-        return fields
+@dataclass(frozen=True, slots=True)
+class Redriven:
+    """A dead letter sent back by ``redrive``: the original bytes (and a broker entry's
+    original fields), unchanged, with nothing added."""
+
+    message: Message
 
 
-def _bytes_field(name: str, value: bytes) -> dict[str, str]:
-    try:
-        return {name: value.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {f"{name}_base64": base64.b64encode(value).decode("ascii")}
-
-
-def _bytes_value(value: bytes) -> str | dict[str, str]:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(value).decode("ascii")}
-
-
-def _bytes_from(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, dict) and isinstance(value.get("base64"), str):
-        return base64.b64decode(value["base64"], validate=True)
-    raise ValueError("a field value is a string or {base64: ...}")
+#: Anything a sink writes. A closed union, so a transport's encoder can check it handles each.
+Record: TypeAlias = Passed | DeadLetter | Redriven
 
 
 def format_time(epoch: float) -> str:
@@ -374,11 +293,12 @@ def error_context(
 
 @dataclass(frozen=True, slots=True)
 class StoredDeadLetter:
-    """A dead letter read back from a DLQ (for ``replay-dlq``).
+    """A dead letter read back from a DLQ (for ``redrive``).
 
-    ``data`` is the original envelope bytes; ``fields`` the original Redis fields (without
-    ``dlq``), or ``None`` for a record that came from a file; ``id`` is where it sits in the DLQ
-    (a line number or an entry id).
+    ``data`` is the original envelope bytes; ``fields`` the original broker entry's fields
+    (without the DLQ's own), or ``None`` for a message that came from a file; ``id`` is where it
+    sits in the DLQ (a line number or an entry id). Each transport's ``DeadLetterStore`` decodes
+    its own records into this.
     """
 
     id: str
@@ -386,50 +306,17 @@ class StoredDeadLetter:
     fields: dict[bytes, bytes] | None
     context: dict[str, Any]
 
-    def entry_fields(self) -> dict[bytes, bytes]:
-        """The fields to publish again: the original entry's, or ``data`` for a file line."""
-        if self.fields is not None:
-            return dict(self.fields)
-        return {DATA_FIELD: self.data or b""}
-
-    def line(self) -> bytes:
-        """The original envelope as one JSONL line."""
-        data = (self.data or b"").rstrip(b"\r\n")
-        return data + b"\n"
+    def redriven(self, dlq: str) -> Redriven:
+        """The record that publishes this dead letter again, read from the DLQ ``dlq``."""
+        return Redriven(Message(self.data, Position("dlq", dlq, self.id), self.fields))
 
 
-def parse_dead_letter_line(line: bytes, id: str) -> StoredDeadLetter:
-    """A JSONL DLQ line read back; ``ValueError`` for a line that is not a dead-letter record."""
-    record = json.loads(line)
-    if not isinstance(record, dict) or "reason" not in record:
-        raise ValueError("not a dead-letter record (no 'reason')")
-    if "original" in record:
-        data: bytes | None = _bytes_from(record.pop("original"))
-    elif "original_base64" in record:
-        try:
-            data = base64.b64decode(record.pop("original_base64"), validate=True)
-        except binascii.Error as exc:
-            raise ValueError(f"original_base64 is not base64: {exc}") from None
-    else:
-        raise ValueError("a dead-letter record has 'original' or 'original_base64'")
-    fields: dict[bytes, bytes] | None = None
-    extra = record.pop("fields", None)
-    if isinstance(extra, dict):
-        fields = {DATA_FIELD: data or b""}
-        fields.update({k.encode("utf-8"): _bytes_from(v) for k, v in extra.items()})
-    return StoredDeadLetter(id=id, data=data, fields=fields, context=record)
+@dataclass(frozen=True, slots=True)
+class UnreadableDeadLetter:
+    """A record in a DLQ that is not a dead letter (a line that is not one): kept, counted."""
 
-
-def parse_dead_letter_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StoredDeadLetter:
-    """A Redis DLQ entry read back (its ``dlq`` field is the context)."""
-    original = {k: v for k, v in fields.items() if k != DLQ_FIELD}
-    raw = fields.get(DLQ_FIELD)
-    context = json.loads(raw) if raw else {"reason": "unknown"}
-    if not isinstance(context, dict):
-        context = {"reason": "unknown"}
-    return StoredDeadLetter(
-        id=entry_id, data=original.get(DATA_FIELD), fields=original, context=context
-    )
+    id: str
+    error: str
 
 
 #: A clock: seconds since the epoch.

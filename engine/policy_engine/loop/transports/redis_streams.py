@@ -11,23 +11,26 @@ Reading (one consumer of a group)::
     XACK stream group id...                       after the batch was passed on or dead-lettered
 
 Each entry carries the envelope as JSON text in its ``data`` field. Writing appends one entry
-per record with ``XADD`` in one pipelined round trip: the entry's own fields plus ``decision``
-(output) or ``dlq`` (the dead-letter context); ``maxlen`` trims an output stream approximately
-(never use it for a DLQ). Sync and asyncio forms share the read plan (``ReadPlan``), which
-decides which command comes next and is free of I/O.
+per record with ``XADD`` in one pipelined round trip (``encode_fields``): the entry's own fields
+plus ``decision`` (output) or ``dlq`` (the dead-letter context); ``maxlen`` trims an output
+stream approximately (never use it for a DLQ). Sync and asyncio forms share the read schedule
+(``ReadSchedule``), which decides which command comes next and is free of I/O. A DLQ stream is
+read back for ``redrive`` by ``RedisDeadLetters`` (``XRANGE``, then ``XDEL`` of what went back).
 
 Endpoints are written as ``redis://[user:password@]host:port/db?stream=NAME&group=GROUP&
-consumer=NAME`` (``rediss://`` for TLS); ``claim_idle_ms``, ``maxlen`` and ``block_ms`` are
-optional; other query parameters go to redis-py.
+consumer=NAME`` (``rediss://`` for TLS, ``unix://`` for a socket); ``claim_idle_ms``, ``maxlen``
+and ``block_ms`` are optional; other query parameters go to redis-py. ``TRANSPORT`` is what
+``loop.endpoints`` opens them with.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -35,7 +38,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from policy_engine.errors import ConfigError, SinkError, SourceError
-from policy_engine.loop.records import DATA_FIELD, Message, Position, Record
+from policy_engine.loop.protocols import SinkOptions, SourceOptions, Transport
+from policy_engine.loop.records import (
+    DATA_FIELD,
+    DeadLetter,
+    Message,
+    Passed,
+    Position,
+    Record,
+    Redriven,
+    StoredDeadLetter,
+)
+from policy_engine.loop.transports.wire import compact_json, decision_json
 
 #: The consumer group ``consume`` joins unless told otherwise.
 DEFAULT_GROUP = "policy-engine"
@@ -44,6 +58,13 @@ DEFAULT_CLAIM_IDLE = 60.0
 #: The longest wait between two claim sweeps.
 MAX_CLAIM_INTERVAL = 30.0
 _OWN = ("group", "stream", "consumer", "claim_idle_ms", "maxlen", "block_ms")
+#: The field an output entry gets with the Decision (SPEC §6), and a DLQ entry with the context.
+DECISION_FIELD = b"decision"
+DLQ_FIELD = b"dlq"
+#: The suffix of the DLQ stream next to a source stream when no ``--dlq`` is given.
+DLQ_SUFFIX = ":dlq"
+#: Entries read from a DLQ stream per ``XRANGE`` (and ids per ``XDEL``) in ``redrive``.
+PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +89,6 @@ class RedisEndpoint:
         if parts.username:
             host = f"{parts.username}@{host}"
         return f"{urlunsplit((parts.scheme, host, parts.path, '', ''))}?stream={self.stream}"
-
-
-def is_redis_url(text: str) -> bool:
-    """Whether ``text`` names a Redis endpoint rather than a file."""
-    return text.startswith(("redis://", "rediss://", "unix://"))
 
 
 def parse_redis_url(text: str) -> RedisEndpoint:
@@ -162,7 +178,7 @@ def messages_from(
     return messages, gone
 
 
-class ReadPlan:
+class ReadSchedule:
     """Which read comes next, free of I/O: own pending entries, a claim sweep, or new entries.
 
     ``drain=True`` ends the source (``exhausted``) once a read of new entries came back empty
@@ -237,13 +253,13 @@ class _SourceBase:
         idle = claim_idle if claim_idle is not None else endpoint.claim_idle
         self.claim_idle = DEFAULT_CLAIM_IDLE if idle is None else idle
         self.description = f"{endpoint.description} group={self.group} consumer={self.consumer}"
-        self.plan = ReadPlan(self.claim_idle, drain=drain)
+        self.schedule = ReadSchedule(self.claim_idle, drain=drain)
         self._group_ready = False
 
     @property
     def exhausted(self) -> bool:
         """True in drain mode once the stream has nothing new and nothing left to claim."""
-        return self.plan.exhausted
+        return self.schedule.exhausted
 
     def _block_ms(self, timeout: float) -> int | None:
         if self.endpoint.block_ms is not None:
@@ -292,7 +308,7 @@ class RedisStreamSource(_SourceBase):
         try:
             self._ensure_group()
             for _ in range(4):
-                step = self.plan.next()
+                step = self.schedule.next()
                 if step == "pending":
                     messages = self._read_pending(max_messages)
                 elif step == "claim":
@@ -308,12 +324,12 @@ class RedisStreamSource(_SourceBase):
             raise self._error("reading", exc) from exc
 
     def _read_pending(self, count: int) -> list[Message]:
-        cursor = self.plan.pending_cursor or "0"
+        cursor = self.schedule.pending_cursor or "0"
         reply = self.client.xreadgroup(
             self.group, self.consumer, {self.stream: cursor}, count=count
         )
         entries = _entries(reply)
-        self.plan.after_pending(entries[-1][0] if entries else None)
+        self.schedule.after_pending(entries[-1][0] if entries else None)
         messages, gone = messages_from(self.stream, entries, redelivered=True)
         if gone:
             self.client.xack(self.stream, self.group, *gone)
@@ -325,14 +341,14 @@ class RedisStreamSource(_SourceBase):
             self.group,
             self.consumer,
             min_idle_time=int(self.claim_idle * 1000),
-            start_id=self.plan.claim_cursor,
+            start_id=self.schedule.claim_cursor,
             count=count,
         )
         next_start, entries = reply[0], reply[1]
         messages, gone = messages_from(self.stream, entries, redelivered=True)
         if gone:
             self.client.xack(self.stream, self.group, *gone)
-        self.plan.after_claim(next_start, len(messages))
+        self.schedule.after_claim(next_start, len(messages))
         return messages
 
     def _read_new(self, count: int, timeout: float) -> list[Message]:
@@ -344,7 +360,7 @@ class RedisStreamSource(_SourceBase):
             block=self._block_ms(timeout),
         )
         entries = _entries(reply)
-        self.plan.after_new(len(entries))
+        self.schedule.after_new(len(entries))
         return messages_from(self.stream, entries, redelivered=False)[0]
 
     def ack(self, messages: Sequence[Message]) -> None:
@@ -394,7 +410,7 @@ class AsyncRedisStreamSource(_SourceBase):
         try:
             await self._ensure_group()
             for _ in range(4):
-                step = self.plan.next()
+                step = self.schedule.next()
                 if step == "pending":
                     messages = await self._read_pending(max_messages)
                 elif step == "claim":
@@ -410,12 +426,12 @@ class AsyncRedisStreamSource(_SourceBase):
             raise self._error("reading", exc) from exc
 
     async def _read_pending(self, count: int) -> list[Message]:
-        cursor = self.plan.pending_cursor or "0"
+        cursor = self.schedule.pending_cursor or "0"
         reply = await self.client.xreadgroup(
             self.group, self.consumer, {self.stream: cursor}, count=count
         )
         entries = _entries(reply)
-        self.plan.after_pending(entries[-1][0] if entries else None)
+        self.schedule.after_pending(entries[-1][0] if entries else None)
         messages, gone = messages_from(self.stream, entries, redelivered=True)
         if gone:
             await self.client.xack(self.stream, self.group, *gone)
@@ -427,14 +443,14 @@ class AsyncRedisStreamSource(_SourceBase):
             self.group,
             self.consumer,
             min_idle_time=int(self.claim_idle * 1000),
-            start_id=self.plan.claim_cursor,
+            start_id=self.schedule.claim_cursor,
             count=count,
         )
         next_start, entries = reply[0], reply[1]
         messages, gone = messages_from(self.stream, entries, redelivered=True)
         if gone:
             await self.client.xack(self.stream, self.group, *gone)
-        self.plan.after_claim(next_start, len(messages))
+        self.schedule.after_claim(next_start, len(messages))
         return messages
 
     async def _read_new(self, count: int, timeout: float) -> list[Message]:
@@ -446,7 +462,7 @@ class AsyncRedisStreamSource(_SourceBase):
             block=self._block_ms(timeout),
         )
         entries = _entries(reply)
-        self.plan.after_new(len(entries))
+        self.schedule.after_new(len(entries))
         return messages_from(self.stream, entries, redelivered=False)[0]
 
     async def ack(self, messages: Sequence[Message]) -> None:
@@ -501,7 +517,7 @@ class RedisStreamSink(_SinkBase):
             for record in records:
                 pipe.xadd(
                     self.stream,
-                    record.to_fields(),  # type: ignore[arg-type]
+                    encode_fields(record),  # type: ignore[arg-type]
                     maxlen=self.maxlen,
                     approximate=True,
                 )
@@ -530,7 +546,7 @@ class AsyncRedisStreamSink(_SinkBase):
             for record in records:
                 pipe.xadd(
                     self.stream,
-                    record.to_fields(),  # type: ignore[arg-type]
+                    encode_fields(record),  # type: ignore[arg-type]
                     maxlen=self.maxlen,
                     approximate=True,
                 )
@@ -541,3 +557,175 @@ class AsyncRedisStreamSink(_SinkBase):
     async def close(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()
+
+
+# ---------------------------------------------------------------------------- the wire format
+
+
+def _entry_fields(message: Message) -> dict[bytes, bytes]:
+    """The fields of an entry carrying ``message``: a Redis entry's own, unchanged, or a file
+    line as ``data``."""
+    if message.fields is not None:
+        return dict(message.fields)
+    return {DATA_FIELD: message.data or b""}
+
+
+def encode_fields(record: Record) -> dict[bytes, bytes]:
+    """``record`` as the fields of one stream entry: the message's entry fields, plus
+    ``decision`` (``Passed``) or ``dlq`` with the context as JSON (``DeadLetter``); a
+    ``Redriven`` message goes back with its fields only."""
+    match record:
+        case Passed(message=message, decision=decision):
+            fields = _entry_fields(message)
+            fields[DECISION_FIELD] = decision_json(decision)
+            return fields
+        case DeadLetter(message=message, context=context):
+            fields = _entry_fields(message)
+            fields[DLQ_FIELD] = compact_json(context)
+            return fields
+        case Redriven(message=message):
+            return _entry_fields(message)
+        case _:
+            assert_never(record)
+
+
+def parse_dead_letter_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StoredDeadLetter:
+    """A DLQ entry read back (its ``dlq`` field is the context)."""
+    original = {k: v for k, v in fields.items() if k != DLQ_FIELD}
+    raw = fields.get(DLQ_FIELD)
+    context = json.loads(raw) if raw else {"reason": "unknown"}
+    if not isinstance(context, dict):
+        context = {"reason": "unknown"}
+    return StoredDeadLetter(
+        id=entry_id, data=original.get(DATA_FIELD), fields=original, context=context
+    )
+
+
+def with_stream(text: str, stream: str) -> str:
+    """The endpoint ``text`` with its stream replaced by ``stream`` and the options that belong
+    to one stream (group, consumer, ...) left out: the same server, another stream."""
+    parts = urlsplit(text)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _OWN]
+    query.insert(0, ("stream", stream))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+class RedisDeadLetters:
+    """A DLQ stream read back for ``redrive``: entries in order (``XRANGE``, a page at a time);
+    ``remove`` deletes entries (``XDEL``), which other readers of the stream do not mind."""
+
+    def __init__(self, endpoint: RedisEndpoint, *, client: redis.Redis | None = None) -> None:
+        self.endpoint = endpoint
+        self.description = endpoint.description
+        # A page of XRANGE or XDEL on a long stream may take a while: no BLOCK, a long timeout.
+        self.client = (
+            client
+            if client is not None
+            else redis.Redis.from_url(endpoint.url, socket_timeout=30.0, socket_connect_timeout=5.0)
+        )
+
+    def read(self) -> Iterator[StoredDeadLetter]:
+        """Every entry of the stream as a dead letter."""
+        start = "-"
+        while True:
+            try:
+                # bytes in, bytes out: the client decodes nothing.
+                entries = cast(
+                    list[tuple[bytes, dict[bytes, bytes] | None]],
+                    self.client.xrange(self.endpoint.stream, min=start, max="+", count=PAGE),
+                )
+            except RedisError as exc:
+                raise SourceError(
+                    f"{self.description}: reading the DLQ failed: {exc}",
+                    endpoint=self.description,
+                ) from exc
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                yield parse_dead_letter_entry(_text(entry_id), fields or {})
+            last = _text(entries[-1][0])
+            millis, _, seq = last.partition("-")
+            start = f"{millis}-{int(seq) + 1}"
+            if len(entries) < PAGE:
+                return
+
+    def remove(self, letters: Sequence[StoredDeadLetter]) -> int:
+        """``XDEL`` the entries of ``letters``; how many were deleted."""
+        ids = [letter.id for letter in letters]
+        removed = 0
+        try:
+            for i in range(0, len(ids), PAGE):
+                removed += int(self.client.xdel(self.endpoint.stream, *ids[i : i + PAGE]))
+        except RedisError as exc:
+            raise SinkError(
+                f"{self.description}: removing redriven entries failed: {exc}",
+                endpoint=self.description,
+            ) from exc
+        return removed
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+# ---------------------------------------------------------------------------- the transport
+
+
+class RedisStreamsTransport:
+    """``redis://``, ``rediss://`` and ``unix://`` endpoints: Redis Streams with consumer
+    groups."""
+
+    def open_message_source(self, text: str, options: SourceOptions) -> RedisStreamSource:
+        """A consumer of the endpoint's group (options override the URL's)."""
+        return RedisStreamSource(
+            parse_redis_url(text),
+            group=options.group,
+            consumer=options.consumer,
+            claim_idle=options.claim_idle,
+            drain=options.drain,
+        )
+
+    def open_async_message_source(
+        self, text: str, options: SourceOptions
+    ) -> AsyncRedisStreamSource:
+        """``open_message_source`` on redis.asyncio."""
+        return AsyncRedisStreamSource(
+            parse_redis_url(text),
+            group=options.group,
+            consumer=options.consumer,
+            claim_idle=options.claim_idle,
+            drain=options.drain,
+        )
+
+    def open_message_sink(self, text: str, options: SinkOptions) -> RedisStreamSink:
+        """``XADD`` to the endpoint's stream (an answered ``XADD`` is durable enough: there is
+        nothing to fsync)."""
+        return RedisStreamSink(parse_redis_url(text))
+
+    def open_async_message_sink(self, text: str, options: SinkOptions) -> AsyncRedisStreamSink:
+        """``open_message_sink`` on redis.asyncio."""
+        return AsyncRedisStreamSink(parse_redis_url(text))
+
+    def describe(self, text: str) -> str:
+        """The endpoint without its password."""
+        return parse_redis_url(text).description
+
+    def default_dlq(self, source: str) -> str | None:
+        """The stream ``<stream>:dlq`` on the source's server."""
+        return with_stream(source, parse_redis_url(source).stream + DLQ_SUFFIX)
+
+    def open_dead_letters(self, text: str) -> RedisDeadLetters:
+        """The DLQ stream ``text``."""
+        return RedisDeadLetters(parse_redis_url(text))
+
+    def return_address(self, source: Mapping[str, Any], dlq: str) -> str | None:
+        """The source stream of a message read from Redis, on the DLQ's server (a position
+        names the stream, not the server)."""
+        stream = source.get("stream")
+        if source.get("kind") != "redis" or not isinstance(stream, str) or not stream:
+            return None
+        return with_stream(dlq, stream)
+
+
+#: The transport ``loop.endpoints`` uses for ``redis://``, ``rediss://`` and ``unix://``.
+TRANSPORT: Transport = RedisStreamsTransport()

@@ -6,24 +6,59 @@ path when the file is rotated (renamed away and created again) or truncated. Ack
 no-op: a file has no consumer group, so after a crash a file is read again from its start
 (at-least-once: downstream may see duplicates, never gaps).
 
-A sink appends one JSON object per line. Each ``write`` is flushed; a DLQ sink is also fsynced
-(``fsync=True``), so a dead letter is on disk before its message counts as handled.
+A sink appends one JSON object per line (``encode_line``). Each ``write`` is flushed; a DLQ
+sink is also fsynced (``fsync=True``), so a dead letter is on disk before its message counts as
+handled. A DLQ file is read back for ``redrive`` by ``JsonlDeadLetters``, which rewrites it
+without the redriven lines.
+
+This is the transport of plain paths and ``-`` (``TRANSPORT``, see ``loop.endpoints``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import io
+import json
 import os
 import select
 import stat
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from typing import IO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any, assert_never
 
 from policy_engine.envelope import MAX_LINE_BYTES
-from policy_engine.errors import SinkError, SourceError
-from policy_engine.loop.records import Message, Position, Record
+from policy_engine.errors import ConfigError, SinkError, SourceError
+from policy_engine.loop.endpoints import scheme_of
+from policy_engine.loop.protocols import (
+    AsyncSink,
+    AsyncSource,
+    SinkOptions,
+    SourceOptions,
+    ThreadedSink,
+    ThreadedSource,
+    Transport,
+)
+from policy_engine.loop.records import (
+    DATA_FIELD,
+    DeadLetter,
+    Message,
+    Passed,
+    Position,
+    Record,
+    Redriven,
+    StoredDeadLetter,
+    UnreadableDeadLetter,
+)
+from policy_engine.loop.transports.wire import (
+    compact_json,
+    envelope_with_decision,
+    field_bytes,
+    field_value,
+    text_or_base64,
+)
 
 #: Bytes asked from the file or pipe per read.
 CHUNK = 256 * 1024
@@ -290,7 +325,7 @@ class JsonlSink:
         """Append every record; flushed (and fsynced with ``fsync=True``) before returning."""
         if not records:
             return
-        data = b"".join([r.to_line() for r in records])
+        data = b"".join([encode_line(r) for r in records])
         try:
             if self.path is not None:
                 if self._file is None:
@@ -346,3 +381,183 @@ def _fsync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------- the wire format
+
+
+def encode_line(record: Record) -> bytes:
+    """``record`` as one JSONL line (with its newline).
+
+    - ``Passed``: the envelope, its bytes unchanged, with a ``"decision"`` object spliced in
+      before the closing brace (SPEC §6);
+    - ``DeadLetter``: the context plus the original bytes (``original``, or ``original_base64``
+      for bytes that are not UTF-8) and a broker entry's other fields (``fields``);
+    - ``Redriven``: the original envelope line as it was read.
+    """
+    match record:
+        case Passed(message=message, decision=decision):
+            return envelope_with_decision(message.data or b"", decision) + b"\n"
+        case DeadLetter(message=message, context=context):
+            line = dict(context)
+            line.update(text_or_base64("original", message.data or b""))
+            fields = message.fields
+            if fields:
+                others = {k: v for k, v in fields.items() if k != DATA_FIELD}
+                if others:
+                    line["fields"] = {
+                        k.decode("utf-8", "replace"): field_value(v) for k, v in others.items()
+                    }
+            return compact_json(line) + b"\n"
+        case Redriven(message=message):
+            return (message.data or b"").rstrip(b"\r\n") + b"\n"
+        case _:
+            assert_never(record)
+
+
+def parse_dead_letter_line(line: bytes, id: str) -> StoredDeadLetter:
+    """A JSONL DLQ line read back; ``ValueError`` for a line that is not a dead-letter record."""
+    record = json.loads(line)
+    if not isinstance(record, dict) or "reason" not in record:
+        raise ValueError("not a dead-letter record (no 'reason')")
+    if "original" in record:
+        data: bytes | None = field_bytes(record.pop("original"))
+    elif "original_base64" in record:
+        try:
+            data = base64.b64decode(record.pop("original_base64"), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"original_base64 is not base64: {exc}") from None
+    else:
+        raise ValueError("a dead-letter record has 'original' or 'original_base64'")
+    fields: dict[bytes, bytes] | None = None
+    extra = record.pop("fields", None)
+    if isinstance(extra, dict):
+        fields = {DATA_FIELD: data or b""}
+        fields.update({k.encode("utf-8"): field_bytes(v) for k, v in extra.items()})
+    return StoredDeadLetter(id=id, data=data, fields=fields, context=record)
+
+
+class JsonlDeadLetters:
+    """A JSONL DLQ file read back for ``redrive``; ``remove`` rewrites it without the removed
+    lines (a temporary file, fsynced, renamed over it), keeping every other line as it was.
+
+    Rewriting must not race a ``consume`` appending to the file: redrive a file DLQ while no
+    loop writes to it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = path
+        # Every line as read, with its id when it is a dead letter that may be removed.
+        self._lines: list[tuple[str | None, bytes]] = []
+
+    def read(self) -> Iterator[StoredDeadLetter | UnreadableDeadLetter]:
+        """Every non-blank line: a dead letter, or an unreadable record."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise SourceError(
+                f"{self.path}: cannot read: {exc.strerror or exc}", endpoint=self.path
+            ) from exc
+        self._lines = []
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    self._lines.append((None, line))
+                    continue
+                try:
+                    letter = parse_dead_letter_line(line, str(number))
+                except ValueError as exc:
+                    self._lines.append((None, line))
+                    yield UnreadableDeadLetter(str(number), str(exc))
+                    continue
+                self._lines.append((letter.id, line))
+                yield letter
+
+    def remove(self, letters: Sequence[StoredDeadLetter]) -> int:
+        """Rewrite the file without the lines of ``letters``."""
+        if not letters:
+            return 0
+        gone = {letter.id for letter in letters}
+        _rewrite(
+            self.path, [line for kept, line in self._lines if kept is None or kept not in gone]
+        )
+        return len(gone)
+
+    def close(self) -> None:
+        """Forget the lines read."""
+        self._lines = []
+
+
+def _rewrite(path: str, lines: list[bytes]) -> None:
+    """Replace ``path`` with ``lines``: a temporary file, fsynced, renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dlq-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for line in lines:
+                handle.write(line if line.endswith(b"\n") else line + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SinkError(f"{path}: rewriting the DLQ failed: {exc}", endpoint=path) from exc
+
+
+# ---------------------------------------------------------------------------- the transport
+
+
+class JsonlTransport:
+    """Plain paths and ``-``: ``JsonlSource`` and ``JsonlSink``; the asyncio forms run them in
+    worker threads."""
+
+    def open_message_source(self, text: str, options: SourceOptions) -> JsonlSource:
+        """A file (``follow`` tails it) or stdin for ``-``."""
+        if options.group or options.consumer:
+            raise ConfigError(f"{text}: --group and --consumer apply to a redis:// source only")
+        if text == "-":
+            return JsonlSource(stream=options.stdin, name="-")
+        return JsonlSource(text, follow=options.follow)
+
+    def open_async_message_source(self, text: str, options: SourceOptions) -> AsyncSource:
+        """``open_message_source`` read in a worker thread."""
+        return ThreadedSource(self.open_message_source(text, options))
+
+    def open_message_sink(self, text: str, options: SinkOptions) -> JsonlSink:
+        """Appends to a file, or writes to stdout for ``-``."""
+        if text == "-":
+            return JsonlSink(stream=options.stdout, fsync=options.fsync, name="-")
+        return JsonlSink(text, fsync=options.fsync)
+
+    def open_async_message_sink(self, text: str, options: SinkOptions) -> AsyncSink:
+        """``open_message_sink`` written in a worker thread."""
+        return ThreadedSink(self.open_message_sink(text, options))
+
+    def describe(self, text: str) -> str:
+        """The path itself (a path holds no credentials)."""
+        return text
+
+    def default_dlq(self, source: str) -> str | None:
+        """``None``: a file's or stdin's DLQ must be named."""
+        return None
+
+    def open_dead_letters(self, text: str) -> JsonlDeadLetters:
+        """The DLQ file ``text``."""
+        return JsonlDeadLetters(text)
+
+    def return_address(self, source: Mapping[str, Any], dlq: str) -> str | None:
+        """The source file of a line read from a file; ``None`` for stdin and the rest."""
+        stream = source.get("stream")
+        if source.get("kind") != "file" or not isinstance(stream, str) or not stream:
+            return None
+        # A file named like "-" or "x://y" must not be read as stdout or a URL when reopened.
+        if stream == "-" or scheme_of(stream) is not None:
+            return os.path.join(".", stream)
+        return stream
+
+
+#: The transport ``loop.endpoints`` uses for plain paths and ``-``.
+TRANSPORT: Transport = JsonlTransport()
