@@ -15,9 +15,9 @@ import pytest
 
 from policy_engine.decision import MAX_VIOLATIONS
 from policy_engine.errors import InvalidSchemaError
+from policy_engine.settings import BACKENDS
 from policy_engine.sources import SchemaDocument
 from policy_engine.validate import (
-    BACKENDS,
     MAX_DEPTH,
     MAX_MESSAGE_CHARS,
     CompiledSchema,

@@ -34,9 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from policy_engine.decision import Action, Decision, Mode
+from policy_engine.decision import Decision
 from policy_engine.engine import PolicyEngine, PolicyPaths, raise_for_rejection
 from policy_engine.errors import ConfigError, EngineError, RegistryError, SchemaNotFoundError
+from policy_engine.modes import Action, Mode
 from policy_engine.settings import Secret, Settings
 
 if TYPE_CHECKING:

@@ -6,55 +6,38 @@ that cannot be reached) come back as data with a reason, never as exceptions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from policy_engine.policy.bucket import bucket_for, key_from_payload, payload_hash_key
+from policy_engine.core.bucket import (
+    bucket_for,
+    canary_threshold,
+    key_from_payload,
+    payload_hash_key,
+)
+from policy_engine.modes import Action, Mode
 
 if TYPE_CHECKING:
-    from policy_engine.policy.resolve import EffectiveRule
+    from policy_engine.core.resolve import EffectiveRule, RuleRef
+    from policy_engine.core.route import KeySource, Route
 
-KeySource = Literal["argument", "payload", "hash"]
-
-#: Most violations a Decision carries (SPEC §4); validation stops collecting after this many.
+#: Most violations a Decision carries; validation stops collecting after this many.
 MAX_VIOLATIONS = 20
 
-
-class Mode(StrEnum):
-    """How strictly a payload is treated, weakest first."""
-
-    OFF = "off"
-    WARN = "warn"
-    STRICT = "strict"
-
-    @property
-    def rank(self) -> int:
-        """0 for off, 1 for warn, 2 for strict: larger is stricter."""
-        return _RANK[self]
-
-    def step_down(self) -> Mode:
-        """The default baseline of this mode: strict→warn, warn→off, off→off."""
-        return _STEP_DOWN[self]
-
-    def cap(self, ceiling: Mode | None) -> Mode:
-        """This mode, but no stricter than ``ceiling`` (``None`` means no ceiling)."""
-        if ceiling is None or _RANK[self] <= _RANK[ceiling]:
-            return self
-        return ceiling
+# An array index in a JSON Pointer: "0" or digits without a leading zero (RFC 6901); "007" is
+# an object member's name, not an index.
+_INDEX_SEGMENT = re.compile(r"(?<=/)(?:0|[1-9][0-9]*)(?=/|$)")
 
 
-_RANK = {Mode.OFF: 0, Mode.WARN: 1, Mode.STRICT: 2}
-_STEP_DOWN = {Mode.STRICT: Mode.WARN, Mode.WARN: Mode.OFF, Mode.OFF: Mode.OFF}
+def fold_indices(pointer: str) -> str:
+    """A violation path with its array indices folded to ``*``, so the failures of every item of
+    a list count together (metrics labels and drift reports both group by it).
 
-
-class Action(StrEnum):
-    """What happened to the payload (SPEC §5)."""
-
-    ACCEPTED = "accepted"  # validated and valid
-    LOGGED = "logged"  # invalid, warn mode: logged and passed on
-    REJECTED = "rejected"  # invalid (or no schema with on_registry_error=reject), strict mode
-    SKIPPED = "skipped"  # mode off, or no usable schema with on_registry_error=allow
+    >>> fold_indices("/bars/3/close"), fold_indices("/a/007/b")
+    ('/bars/*/close', '/a/007/b')
+    """
+    return _INDEX_SEGMENT.sub("*", pointer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +55,6 @@ class Violation:
     def to_dict(self) -> dict[str, str]:
         """The JSON form (SPEC §6)."""
         return {"path": self.path, "keyword": self.keyword, "message": self.message}
-
-
-@dataclass(frozen=True, slots=True)
-class RuleRef:
-    """Where the rule that decided is written: the file and the line of its schema key."""
-
-    file: str
-    line: int
-    pattern: str
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON form (SPEC §6): file and line."""
-        return {"file": self.file, "line": self.line}
-
-    def __str__(self) -> str:
-        return f"{self.pattern} ({self.file}:{self.line})"
-
-
-class RouteInfo:
-    """What every decision for one (schema, track) under one policy set shares.
-
-    Decisions point at this instead of copying it, which keeps building a Decision cheap.
-    """
-
-    __slots__ = ("checksum", "effective", "key_path", "rule", "salt_prefix", "schema", "track")
-
-    def __init__(self, effective: EffectiveRule, checksum: str) -> None:
-        self.effective = effective
-        self.schema = effective.schema
-        self.track = effective.track
-        self.rule = effective.ref
-        self.checksum = checksum
-        self.salt_prefix = effective.salt_prefix
-        self.key_path = effective.key_path
 
 
 class Decision:
@@ -135,7 +84,7 @@ class Decision:
 
     def __init__(
         self,
-        route: RouteInfo,
+        route: Route[Any],
         mode: Mode,
         valid: bool | None,
         action: Action,
@@ -158,6 +107,12 @@ class Decision:
         self._bucket = bucket
         self._payload = payload
         self._note = note
+
+    @property
+    def route(self) -> Route[Any]:
+        """What every decision of this (schema, track) under this policy set shares (the rule,
+        the canary state, the policy checksum): a ``policy_engine.core.route.Route``."""
+        return self._route
 
     @property
     def schema(self) -> str:
@@ -223,7 +178,7 @@ class Decision:
     @property
     def in_canary(self) -> bool:
         """Whether the key falls inside the canary in force."""
-        return self.bucket < round(self.canary * 100)
+        return self.bucket < canary_threshold(self.canary)
 
     @property
     def reason(self) -> str:
@@ -294,3 +249,6 @@ class Explanation:
             "rule": None if self.rule is None else self.rule.to_dict(),
             "reason": self.reason,
         }
+
+
+__all__ = ["MAX_VIOLATIONS", "Decision", "Explanation", "Violation", "fold_indices"]

@@ -9,45 +9,51 @@ happens once per policy set or schema version.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from policy_engine.decision import (
-    Action,
-    Decision,
-    Explanation,
-    KeySource,
-    Mode,
-    RouteInfo,
-    Violation,
-)
+from policy_engine.core.bucket import canary_threshold
+from policy_engine.core.guardrail import Guardrails
+from policy_engine.core.policy_set import EMPTY_POLICY_SET, PolicySet
+from policy_engine.core.resolve import EffectiveRule, rule_for
+from policy_engine.core.route import ANY_THREAD, ModeLimits, Route, Tally
+from policy_engine.decision import Decision, Explanation, Violation
 from policy_engine.errors import ConfigError, PolicyError, RegistryError, SchemaValidationError
-from policy_engine.guardrail import Guardrails
-from policy_engine.hooks import DecisionObserver, ModeAdjuster, RegistryObserver, ReloadObserver
-from policy_engine.metrics import EngineMetrics
-from policy_engine.policy.bucket import (
-    bucket_for,
-    canary_threshold,
-    key_from_payload,
-    key_text,
-    payload_hash_key,
+from policy_engine.hooks import (
+    CELL_SLOTS,
+    SLOT_ACCEPTED,
+    SLOT_LOGGED,
+    SLOT_REJECTED,
+    SLOT_REJECTED_UNVALIDATED,
+    SLOT_SKIPPED,
+    SLOTS_PER_MODE,
+    TIMING_SAMPLE,
+    DecisionCounter,
+    DecisionObserver,
+    ModeAdjuster,
+    RegistryObserver,
+    ReloadEvent,
+    ReloadObserver,
+    ReloadResult,
 )
-from policy_engine.policy.load import EMPTY_POLICY_SET, ParseCache, PolicySet, load_policy_set
-from policy_engine.policy.resolve import EffectiveRule, rule_for
-from policy_engine.reload import EngineStatus, PolicyWatcher, watch_roots
-from policy_engine.report import DriftRecorder, DriftReport
+from policy_engine.modes import Action, Mode
 from policy_engine.schemas import LOG_INTERVAL_SECONDS, SchemaCache, SchemaSlot
 from policy_engine.settings import Settings
-from policy_engine.sources import SchemaSource, open_source
+from policy_engine.sources import SchemaSource, open_schema_source
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from policy_engine.metrics import EngineMetrics
+    from policy_engine.policy.load import ParseCache
+    from policy_engine.reload import EngineStatus, PolicyWatcher
+    from policy_engine.report import DriftRecorder, DriftReport
 
 log = logging.getLogger("policy_engine")
 logging.getLogger("policy_engine").addHandler(logging.NullHandler())  # the application decides
@@ -61,139 +67,35 @@ MAX_ROUTES = 10_000
 FAILURE_LOG_INTERVAL = 10.0
 #: Most "schema not in the registry" log lines per minute, all schemas together.
 MISSING_LOG_BUDGET = 20
-#: Buckets remembered per route (key -> bucket); keys past this are hashed every time.
-MAX_CACHED_BUCKETS = 4096
 
 PolicyPaths = str | PathLike[str] | Sequence[str | PathLike[str]]
+EngineRoute = Route[SchemaSlot]
+
+_POS: Final = float("inf")
+_perf_counter: Final = time.perf_counter
+_get_ident: Final = threading.get_ident
 
 
-class _Route(RouteInfo):
-    """One (schema, track) under one policy set: its rule and schema slot, precomputed.
-
-    ``canary_state`` is ``(canary, threshold, fixed mode or None, valid from, valid until)``:
-    for a ramp it is recomputed only when ``now`` leaves the step it was computed for, so the
-    hot path compares two floats instead of searching the ramp. It is one tuple so that
-    threads always read a consistent state.
-    """
-
-    __slots__ = (
-        "buckets",
-        "canary_state",
-        "expires",
-        "guarded",
-        "key_field",
-        "mode_in",
-        "mode_out",
-        "slot",
-    )
-
-    def __init__(
-        self,
-        rule: EffectiveRule,
-        slot: SchemaSlot,
-        checksum: str,
-        expires: float,
-        guard: bool = True,
-    ) -> None:
-        super().__init__(rule, checksum)
-        self.slot = slot
-        #: Whether this route's guardrail is checked and fed (only routes whose rule has one).
-        self.guarded = guard and rule.guardrail is not None
-        self.expires = expires  # when a track chosen by the registry must be chosen again
-        path = rule.key_path
-        self.key_field = path[0] if path is not None and len(path) == 1 else None
-        self.mode_in = rule.mode
-        self.mode_out = rule.baseline
-        self.buckets: dict[str, int] = {}
-        self.canary_state = self.canary_at(float("-inf"))
-
-    def canary_at(self, now: float) -> tuple[float, int, Mode | None, float, float]:
-        """The canary state in force at ``now`` (stored, then returned)."""
-        rule = self.effective
-        times = rule.ramp_times
-        if not times:
-            state = (rule.canary, canary_threshold(rule.canary), rule.fixed_mode(), _NEG, _POS)
-        else:
-            i = bisect_right(times, now)
-            since = times[i - 1] if i > 0 else _NEG
-            until = times[i] if i < len(times) else _POS
-            canary = rule.canary_at(now)
-            threshold = canary_threshold(canary)
-            fixed: Mode | None = None
-            if rule.mode is rule.baseline or threshold >= 10_000:
-                fixed = rule.mode
-            elif threshold <= 0:
-                fixed = rule.baseline
-            state = (canary, threshold, fixed, since, until)
-        if now != _NEG:
-            self.canary_state = state
-        return state
-
-    def resolve(
-        self, payload: Any, key: Any, now: float
-    ) -> tuple[Mode, float, str | None, KeySource | None, int]:
-        """SPEC §3.3-3.5 for one payload: ``(mode, canary, key, key source, bucket)``.
-
-        When the canary cannot split keys (0 %, 100 %, mode equal to baseline) no key is looked
-        up and the bucket is -1: the Decision works them out later if anyone asks.
-        """
-        canary, threshold, mode, since, until = self.canary_state
-        if not since <= now < until:  # a ramp moved to another step
-            canary, threshold, mode, since, until = self.canary_at(now)
-        key_source: KeySource | None = None
-        if key is not None:
-            key_source = "argument"
-            if key.__class__ is not str:
-                key = key_text(key)
-        if mode is not None:
-            return mode, canary, key, key_source, -1
-        if key is None:
-            field = self.key_field
-            if field is not None:
-                if payload.__class__ is dict or isinstance(payload, dict):
-                    key = payload.get(field)
-                    if key is not None and key.__class__ is not str:
-                        key = key_text(key)
-            elif self.key_path is not None:
-                key = key_from_payload(payload, self.key_path)
-            if key is None:
-                key = payload_hash_key(payload)
-                bucket = bucket_for(self.salt_prefix, key)  # unique per payload: not cached
-                return (
-                    self.mode_in if bucket < threshold else self.mode_out,
-                    canary,
-                    key,
-                    "hash",
-                    bucket,
-                )
-            key_source = "payload"
-        # Keys repeat (producers, symbols): their buckets are remembered, up to a bound.
-        bucket = self.buckets.get(key, -1)
-        if bucket < 0:
-            bucket = bucket_for(self.salt_prefix, key)
-            if len(self.buckets) < MAX_CACHED_BUCKETS:
-                self.buckets[key] = bucket
-        return (
-            (self.mode_in if bucket < threshold else self.mode_out),
-            canary,
-            key,
-            key_source,
-            bucket,
-        )
+def _counts_atomically() -> bool:
+    """Whether ``tally.counts[slot] += 1`` in ``evaluate`` can never lose an increment to another
+    thread: true when this module is compiled (mypyc's C code holds the GIL from the read to the
+    write; interpreted bytecode may switch threads in between) and the GIL is on (not a
+    free-threaded build). Then every thread shares a route's tally and no thread identity is
+    checked per payload; otherwise each thread counts into its own."""
+    compiled = not __file__.endswith(".py")
+    gil_enabled: Callable[[], bool] = getattr(sys, "_is_gil_enabled", lambda: True)
+    return compiled and gil_enabled()
 
 
-_NEG = float("-inf")
-_POS = float("inf")
-_new_decision = object.__new__
-_perf_counter = time.perf_counter
+#: Whether the routes' tallies are shared by every thread (see ``_counts_atomically``).
+_SHARED_TALLIES: Final = _counts_atomically()
 # Enum members bound once: `Mode.OFF` is a class attribute lookup costing ~70 ns on the hot path.
-_OFF, _STRICT = Mode.OFF, Mode.STRICT
-_ACCEPTED, _LOGGED, _REJECTED, _SKIPPED = (
-    Action.ACCEPTED,
-    Action.LOGGED,
-    Action.REJECTED,
-    Action.SKIPPED,
-)
+_OFF: Final = Mode.OFF
+_STRICT: Final = Mode.STRICT
+_ACCEPTED: Final = Action.ACCEPTED
+_LOGGED: Final = Action.LOGGED
+_REJECTED: Final = Action.REJECTED
+_SKIPPED: Final = Action.SKIPPED
 
 
 class _PolicyState:
@@ -204,7 +106,7 @@ class _PolicyState:
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self.checksum = policy_set.checksum
-        self.routes: dict[tuple[str, str | None], _Route] = {}
+        self.routes: dict[tuple[str, str | None], EngineRoute] = {}
         self.rules: dict[tuple[str, str], EffectiveRule] = {}  # resolved once per (schema, track)
         self.warned_ties: set[str] = set()
 
@@ -236,12 +138,13 @@ class PolicyEngine:
     ) -> None:
         self.settings = settings or Settings()
         self._clock = clock
-        #: The Prometheus metrics hook (SPEC §8; ``policy_engine.metrics``), ``None`` when
+        #: The Prometheus metrics hook (``policy_engine.metrics``), ``None`` when
         #: ``metrics=False``. Counts go to ``metrics_registry`` (default: the global registry).
         self.metrics: EngineMetrics | None = None
         if metrics:
+            from policy_engine.metrics import EngineMetrics  # prometheus_client: only when used
+
             self.metrics = EngineMetrics.create(
-                self,
                 metrics_registry,
                 clock=clock,
                 known_tracks=(self.settings.prefer_track, self.settings.fallback_track),
@@ -251,14 +154,30 @@ class PolicyEngine:
         elif metrics_registry is not None:
             raise ConfigError("metrics_registry was given but metrics=False turns metrics off")
         #: Drift per schema/track of the traffic seen, for ``report()`` (``record_drift=True``).
-        self.drift: DriftRecorder | None = DriftRecorder() if record_drift else None
-        if self.drift is not None:
+        self.drift: DriftRecorder | None = None
+        if record_drift:
+            from policy_engine.report import DriftRecorder
+
+            self.drift = DriftRecorder()
             hooks = (*hooks, self.drift)
-        self._adjusters: tuple[ModeAdjuster, ...] = tuple(
-            h for h in hooks if isinstance(h, ModeAdjuster)
-        )
+        kinds = (ModeAdjuster, DecisionObserver, DecisionCounter, ReloadObserver, RegistryObserver)
+        unknown = [h for h in hooks if not isinstance(h, kinds)]
+        if unknown:
+            raise ConfigError(
+                f"hook {unknown[0]!r} has none of adjust_mode(), after_evaluation(), "
+                "counter_cell()/count_violations(), after_reload(), "
+                "registry_request()/registry_cache()"
+            )
+        counters = [h for h in hooks if isinstance(h, DecisionCounter)]
+        if len(counters) > 1:
+            raise ConfigError("an engine takes one DecisionCounter hook (its metrics)")
+        #: The hook decisions are counted for inline (the metrics hook), or ``None``.
+        self._counter: DecisionCounter | None = counters[0] if counters else None
+        # A counter that is also an observer is counted inline only (not twice).
         self._observers: tuple[DecisionObserver, ...] = tuple(
-            h for h in hooks if isinstance(h, DecisionObserver)
+            h
+            for h in hooks
+            if isinstance(h, DecisionObserver) and not isinstance(h, DecisionCounter)
         )
         self._reload_observers: tuple[ReloadObserver, ...] = tuple(
             h for h in hooks if isinstance(h, ReloadObserver)
@@ -267,25 +186,26 @@ class PolicyEngine:
         self.registry_observers: tuple[RegistryObserver, ...] = tuple(
             h for h in hooks if isinstance(h, RegistryObserver)
         )
-        # Guardrails (SPEC §3.6, §9): checked and fed only on routes whose rule has one, so
-        # other schemas pay nothing for them (see _Route.guarded).
+        self._timing_tick = -1  # the first evaluation is timed
+        # Guardrails: checked and fed only on routes whose rule has one, so other schemas pay
+        # nothing for them (see Route.guarded).
         self.guardrails = Guardrails(
             clock,
             listeners=[self.metrics.set_guardrail_tripped] if self.metrics is not None else [],
         )
         self._guardrails_on = guardrails
-        kinds = (ModeAdjuster, DecisionObserver, ReloadObserver, RegistryObserver)
-        unknown = [h for h in hooks if not isinstance(h, kinds)]
-        if unknown:
-            raise ConfigError(
-                f"hook {unknown[0]!r} has none of adjust_mode(), after_evaluation(), "
-                "after_reload(), registry_request()/registry_cache()"
-            )
-        self._force = self.settings.force_mode
-        self._force_note = f"capped by POLICY_FORCE_MODE={self._force}" if self._force else ""
+        force = self.settings.force_mode
+        force_note = f"capped by POLICY_FORCE_MODE={force}" if force else ""
         if not self.settings.registry_enabled:
-            self._force, self._force_note = Mode.OFF, "REGISTRY_ENABLED=false: not validated"
-        self.source = open_source(
+            force, force_note = Mode.OFF, "REGISTRY_ENABLED=false: not validated"
+        #: What may lower a resolved mode, shared by every route (see ``core.route``).
+        self._limits = ModeLimits(
+            self.guardrails if guardrails else None,
+            [h for h in hooks if isinstance(h, ModeAdjuster)],
+            force,
+            force_note,
+        )
+        self.source = open_schema_source(
             registry if registry is not None else self.settings.registry_url,
             self.settings,
             self.registry_observers,
@@ -302,7 +222,7 @@ class PolicyEngine:
         self._failure_log: dict[tuple[str, str, bool], list[float]] = {}
         self._missing_log: list[float] = [float("-inf"), 0]
         self._reload_lock = threading.Lock()
-        self._parse_cache = ParseCache()
+        self._parse_cache: ParseCache | None = None
         self._registry_listing: dict[str, tuple[str, ...]] | None = None
         self._last_error: PolicyError | None = None
         self._last_error_at: float | None = None
@@ -311,6 +231,7 @@ class PolicyEngine:
         if isinstance(policies, PolicySet):
             self._paths: tuple[str, ...] = ()
             self._state = _PolicyState(policies)
+            self._notify_reload("given", None, self._list_registry())
         else:
             if policies is None:
                 self._paths = self.settings.policy_paths
@@ -354,24 +275,29 @@ class PolicyEngine:
         """
         if not self._paths:
             return False
+        from policy_engine.policy.load import ParseCache, load_policy_set  # yaml: only when used
+
         with self._reload_lock:
+            if self._parse_cache is None:
+                self._parse_cache = ParseCache()
+            listing = self._list_registry()
             try:
                 policy_set = load_policy_set(
                     self._paths,
                     default_mode=self.settings.enforcement,
-                    known_schemas=self._known_schema_names(),
+                    known_schemas=list(listing or ()),
                     missing_ok=self._missing_ok,
                     cache=self._parse_cache,
                 )
             except PolicyError as exc:
                 self._last_error = exc
                 self._last_error_at = time.time()
-                self._notify_reload("error", exc)
+                self._notify_reload("error", exc, listing)
                 raise
             self._last_error = None
             self._last_success_at = time.time()
             if policy_set.checksum == self._state.checksum:  # the checksum covers every file
-                self._notify_reload("unchanged", None)
+                self._notify_reload("unchanged", None, listing)
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
@@ -382,7 +308,7 @@ class PolicyEngine:
                 len(policy_set.files),
                 extra={"checksum": policy_set.checksum, "files": len(policy_set.files)},
             )
-            self._notify_reload("success", None)
+            self._notify_reload("success", None, listing)
             return True
 
     def _warm_state(self, policy_set: PolicySet) -> _PolicyState:
@@ -402,30 +328,51 @@ class PolicyEngine:
                 if rule == old_route.effective:
                     rule = old_route.effective
                 state.rules[pair] = rule
-            same = rule is old_route.effective
-            route = _Route(
-                rule,
-                old_route.slot,
-                state.checksum,
-                old_route.expires,
-                self._guardrails_on,
-            )
-            if same:
+            slot = old_route.slot
+            assert slot is not None  # the engine's routes always carry their schema slot
+            route = self._new_route(rule, state, slot, old_route.expires)
+            if rule is old_route.effective:
                 route.buckets = old_route.buckets
             route.canary_at(now)
             state.routes[(schema, track)] = route
         return state
 
-    def _notify_reload(self, result: str, error: BaseException | None) -> None:
+    def _new_route(
+        self,
+        rule: EffectiveRule,
+        state: _PolicyState,
+        slot: SchemaSlot,
+        expires: float,
+    ) -> EngineRoute:
+        return Route(rule, state.checksum, self._limits, slot, expires, self._guardrails_on)
+
+    def _notify_reload(
+        self,
+        result: ReloadResult,
+        error: BaseException | None,
+        listing: Mapping[str, tuple[str, ...]] | None,
+    ) -> None:
+        """Tell the reload observers, with what they need (the set, the registry's listing)."""
+        if not self._reload_observers:
+            return
+        event = ReloadEvent(
+            result=result,
+            policy_set=self._state.policy_set,
+            error=error,
+            registry=listing if listing is not None else self._registry_listing,
+            at=time.time(),
+        )
         for observer in self._reload_observers:
             try:
-                observer.after_reload(result, self._state.policy_set, error)
+                observer.after_reload(event)
             except Exception:
                 log.exception("hook %r failed in after_reload; ignored", observer)
 
     def status(self) -> EngineStatus:
         """The policy set in force, the last reload error (if the latest attempt failed) and
         when the files last loaded successfully."""
+        from policy_engine.reload import EngineStatus
+
         state = self._state
         return EngineStatus(
             checksum=state.checksum,
@@ -439,20 +386,25 @@ class PolicyEngine:
 
     @property
     def registry_listing(self) -> Mapping[str, tuple[str, ...]] | None:
-        """The registry's schemas and tracks as the last reload that could list them saw them
-        (``None`` before any); the metrics hook folds labels with it instead of asking again."""
+        """The registry's schemas and tracks as the last load that could list them saw them
+        (``None`` before any, or with the registry disabled)."""
         return self._registry_listing
 
-    def _known_schema_names(self) -> list[str]:
+    def _list_registry(self) -> dict[str, tuple[str, ...]] | None:
+        """List the registry once per load (the glob-tie check and reload hooks both use it);
+        ``None`` if it is disabled or cannot be listed (the last good listing is kept)."""
         if not self.settings.registry_enabled:
-            return []
+            return None
         try:
             listing = dict(self.source.known_schemas())
         except RegistryError as exc:
             log.warning("cannot list the registry's schemas for the glob check: %s", exc)
-            return []
+            return None
+        except Exception:  # a broken source must not break a reload
+            log.exception("listing the registry's schemas failed")
+            return None
         self._registry_listing = listing
-        return list(listing)
+        return listing
 
     # ------------------------------------------------------------------ evaluation
 
@@ -460,38 +412,37 @@ class PolicyEngine:
         self, schema: str, payload: Any, key: Any = None, track: str | None = None
     ) -> Decision:
         """Resolve the mode of ``payload`` and validate it; never raises for a bad payload."""
+        counter = self._counter
         observers = self._observers
-        started = _perf_counter() if observers else 0.0
+        started = 0.0
+        if counter is not None or observers:
+            tick = self._timing_tick = self._timing_tick + 1
+            if tick % TIMING_SAMPLE == 0:
+                started = _perf_counter()
         now = self._clock()
         route = self._state.routes.get((schema, track))
         if route is None or now >= route.expires:
             route = self._route(self._state, schema, track, now)
-        mode, canary, key, key_source, bucket = route.resolve(payload, key, now)
+        mode, canary, key, key_source, bucket, note = route.resolve(payload, key, now)
 
-        note = ""
-        if route.guarded and self.guardrails.tripped_count:  # SPEC §3.6: baseline if tripped
-            held = self.guardrails.adjust_mode(route.effective, mode, now)
-            if held is not None:
-                mode, note = held
-        if self._adjusters:
-            mode, note = self._adjust(route.effective, mode, now, note)
-        force = self._force
-        if force is not None and mode.rank > force.rank:
-            mode, note = force, self._force_note
-
+        # The counter slot (hooks.SLOT_*) is worked out on the way: the branches know it.
         if mode is _OFF:
             valid: bool | None = None
             action = _SKIPPED
             violations: tuple[Violation, ...] = ()
+            slot = SLOT_SKIPPED
         else:
-            slot = route.slot
-            if now >= slot.expires:
-                self._schemas.refresh(slot, now)
-            compiled = slot.compiled
+            slot = 2 * SLOTS_PER_MODE if mode is _STRICT else SLOTS_PER_MODE
+            schema_slot = route.slot
+            assert schema_slot is not None  # the engine's routes always carry their schema slot
+            if now >= schema_slot.expires:
+                self._schemas.refresh(schema_slot, now)
+            compiled = schema_slot.compiled
             if compiled is None:
                 valid, action, violations, note = self._no_schema(
-                    route.effective, mode, slot, note, now
+                    route.effective, mode, schema_slot, note, now
                 )
+                slot += SLOT_REJECTED_UNVALIDATED if action is _REJECTED else SLOT_SKIPPED
             else:
                 try:
                     valid = compiled.quick_is_valid(payload)
@@ -500,56 +451,69 @@ class PolicyEngine:
                 if valid:
                     action = _ACCEPTED
                     violations = ()
+                    slot += SLOT_ACCEPTED
                 else:
                     violations = compiled.check(payload)
-                    if violations:
-                        action = _REJECTED if mode is _STRICT else _LOGGED
-                    else:  # quick and full answers disagree only for odd payloads; trust full
+                    if not violations:  # quick and full answers disagree only for odd payloads
                         valid, action = True, _ACCEPTED
+                        slot += SLOT_ACCEPTED
+                    elif mode is _STRICT:
+                        action = _REJECTED
+                        slot += SLOT_REJECTED
+                    else:
+                        action = _LOGGED
+                        slot += SLOT_LOGGED
 
-        # Decision.__init__ by hand: object.__new__ plus slot stores costs ~40 % less than a
-        # call through type.__call__ with eleven arguments (measured, benchmarks/).
-        decision = _new_decision(Decision)
-        decision._route = route
-        decision.mode = mode
-        decision.valid = valid
-        decision.action = action
-        decision.violations = violations
-        decision.canary = canary
-        decision._key = key
-        decision._key_source = key_source
-        decision._bucket = bucket
-        decision._payload = payload
-        decision._note = note
+        decision = Decision(
+            route, mode, valid, action, violations, canary, key, key_source, bucket, payload, note
+        )
         if route.guarded and mode is _STRICT:
             self.guardrails.record(route.effective, action is _REJECTED, now)
         if valid is False:
             self._log_failure(decision, now)
-        if observers:  # inlined rather than a method: one call less per payload
-            seconds = _perf_counter() - started
-            for observer in observers:
+        seconds = _perf_counter() - started if started else None
+        if counter is not None:
+            # Inline rather than a hook call: the route keeps the calling thread's cell.
+            tally = route.counter
+            if tally is None or (tally.thread != ANY_THREAD and tally.thread != _get_ident()):
+                tally = self._counter_cell(counter, route, valid)
+            tally.counts[slot] += 1
+            if seconds is not None:  # one evaluation in TIMING_SAMPLE stands for them all
+                tally.observe(seconds, TIMING_SAMPLE)
+            if valid is False:
                 try:
-                    observer.after_evaluation(decision, seconds)
+                    counter.count_violations(decision, tally)
                 except Exception:
-                    log.exception("hook %r failed in after_evaluation; ignored", observer)
+                    log.exception("hook %r failed in count_violations; ignored", counter)
+        for observer in observers:
+            try:
+                observer.after_evaluation(decision, seconds)
+            except Exception:
+                log.exception("hook %r failed in after_evaluation; ignored", observer)
         return decision
+
+    def _counter_cell(
+        self, counter: DecisionCounter, route: EngineRoute, valid: bool | None
+    ) -> Tally:
+        """The counter hook's tally for this thread; a failing hook gets one nobody reads."""
+        try:
+            return counter.counter_cell(route, valid, _SHARED_TALLIES)
+        except Exception:
+            log.exception("hook %r failed in counter_cell; ignored", counter)
+            return Tally(CELL_SLOTS, 0)
 
     def resolve_mode(
         self, schema: str, payload: Any = None, key: Any = None, track: str | None = None
     ) -> Mode:
         """The mode ``payload`` (or ``key``) would get, without validating anything.
 
-        The decision half of ``evaluate``: rule, canary, bucket, guardrails and the force cap.
+        The decision half of ``evaluate``: rule, canary, bucket, guardrails, hooks and the cap.
         """
         now = self._clock()
         route = self._state.routes.get((schema, track))
         if route is None or now >= route.expires:
             route = self._route(self._state, schema, track, now)
-        mode = self._step_back(route, route.resolve(payload, key, now)[0], now)[0]
-        force = self._force
-        if force is not None and mode.rank > force.rank:
-            mode = force
-        return mode
+        return route.resolve(payload, key, now)[0]
 
     def enforce(
         self, schema: str, payload: Any, key: Any = None, track: str | None = None
@@ -595,9 +559,10 @@ class PolicyEngine:
             at = at.timestamp()
         now = self._clock() if at is None else float(at)
         route = self._route(self._state, schema, track, now, cache=False)
-        track = route.track
         rule = route.effective
-        canary = rule.canary_at(now)
+        mode, canary, text, _, bucket, note = route.resolve(
+            None, key, now, want_bucket=key is not None, inside=key is None
+        )
         threshold = canary_threshold(canary)
         parts = []
         if rule.ref is None:
@@ -614,33 +579,23 @@ class PolicyEngine:
             else:
                 parts.append(f"canary {canary:g}%")
             parts.append(f"mode {rule.mode} inside the canary, baseline {rule.baseline} outside")
-        bucket: int | None = None
         in_canary: bool | None = None
         if key is not None:
-            text = key_text(key)
-            bucket = bucket_for(route.salt_prefix, text)
             in_canary = bucket < threshold
-            mode = rule.mode if in_canary else rule.baseline
             parts.append(
                 f"key {text!r} has bucket {bucket} (salt {rule.salt!r}), "
                 f"{'inside' if in_canary else 'outside'} the first {threshold} buckets"
             )
-        else:
-            mode = route.canary_at(now)[2] or rule.mode
-        mode, note = self._step_back(route, mode, now)
         if note:
             parts.append(note)
-        if self._force is not None and mode.rank > self._force.rank:
-            mode = self._force
-            parts.append(self._force_note)
         parts.append(f"-> {mode}")
         return Explanation(
             schema=schema,
-            track=track,
+            track=route.track,
             mode=mode,
             baseline=rule.baseline,
             canary=canary,
-            bucket=bucket,
+            bucket=bucket if key is not None else None,
             in_canary=in_canary,
             rule=rule.ref,
             reason="; ".join(parts),
@@ -657,7 +612,7 @@ class PolicyEngine:
         now: float,
         *,
         cache: bool = True,
-    ) -> _Route:
+    ) -> EngineRoute:
         """Resolve (schema, track) once; ``track=None`` asks the registry which track to use."""
         expires = _POS
         chosen = track
@@ -687,44 +642,12 @@ class PolicyEngine:
                 rival.where,
                 rule.ref.pattern,
             )
-        route = _Route(
-            rule, self._schemas.slot(schema, chosen), state.checksum, expires, self._guardrails_on
-        )
+        route = self._new_route(rule, state, self._schemas.slot(schema, chosen), expires)
         route.canary_at(now)
         routes = state.routes
         if cache and (len(routes) < MAX_ROUTES or (schema, track) in routes):
             routes[(schema, track)] = route
         return route
-
-    def _step_back(self, route: _Route, mode: Mode, now: float) -> tuple[Mode, str]:
-        """Guardrail, then adjuster hooks: the mode after both, and why (off the hot path)."""
-        note = ""
-        if route.guarded:
-            held = self.guardrails.adjust_mode(route.effective, mode, now)
-            if held is not None:
-                mode, note = held
-        if self._adjusters:
-            mode, note = self._adjust(route.effective, mode, now, note)
-        return mode, note
-
-    def _adjust(
-        self, rule: EffectiveRule, mode: Mode, now: float, note: str = ""
-    ) -> tuple[Mode, str]:
-        for adjuster in self._adjusters:
-            try:
-                adjusted = adjuster.adjust_mode(rule, mode, now)
-            except Exception:
-                log.exception("hook %r failed in adjust_mode; ignored", adjuster)
-                continue
-            if adjusted is not None:
-                if adjusted[0].rank > mode.rank:
-                    # Hooks step back (a guardrail falls to baseline); only policies add strictness.
-                    log.warning(
-                        "hook %r tried to raise %s to %s; ignored", adjuster, mode, adjusted[0]
-                    )
-                    continue
-                mode, note = adjusted
-        return mode, note
 
     def _no_schema(
         self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str, now: float
@@ -821,13 +744,15 @@ class PolicyEngine:
         return self.drift.report()
 
     def start_watching(self) -> bool:
-        """Hot-reload the policy files when their directories change (SPEC §9).
+        """Hot-reload the policy files when their directories change.
 
         Runs a background thread (stopped by ``close()``); returns ``False`` when there is
         nothing to watch (a ``PolicySet`` was given, or no policy directory exists).
         """
         if self._watcher is not None and self._watcher.running:
             return True
+        from policy_engine.reload import PolicyWatcher, watch_roots  # watchfiles: only when used
+
         roots = watch_roots(self._paths)
         if not roots:
             return False

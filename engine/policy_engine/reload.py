@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import watchfiles
 
+from policy_engine.core.guardrail import TrippedGuardrail
 from policy_engine.errors import PolicyError, PolicyLoadError
-from policy_engine.guardrail import TrippedGuardrail
 
 if TYPE_CHECKING:
     from policy_engine.engine import PolicyEngine

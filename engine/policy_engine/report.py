@@ -10,14 +10,14 @@ the 1 % bar: ready for canary 50"). ``policy-engine replay`` prints one for a fe
 from __future__ import annotations
 
 import html
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy_engine.decision import Decision, Mode
+from policy_engine.decision import Decision, fold_indices
+from policy_engine.modes import Mode
 
 #: The default readiness bar: at most this share of payloads invalid (percent).
 DEFAULT_BAR = 1.0
@@ -29,13 +29,6 @@ MAX_KEYS = 10_000
 MAX_PATHS = 200
 #: Points in the failure-rate series (the feed is cut into this many slices at most).
 SERIES_POINTS = 100
-
-_INDEX = re.compile(r"/\d+(?=/|$)")
-
-
-def fold_indices(pointer: str) -> str:
-    """A JSON Pointer with array indices folded to ``*``: ``/bars/3/close`` -> ``/bars/*/close``."""
-    return _INDEX.sub("/*", pointer)
 
 
 def next_canary(current: float, ramp_canaries: Iterable[float]) -> float | None:
@@ -302,4 +295,4 @@ class DriftReport:
         return "\n".join(out)
 
 
-__all__ = ["DriftRecorder", "DriftReport", "GroupDrift", "fold_indices", "next_canary"]
+__all__ = ["DriftRecorder", "DriftReport", "GroupDrift", "next_canary"]

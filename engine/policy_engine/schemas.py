@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TypeAlias, TypeVar
 
 from policy_engine.errors import RegistryError, RegistryUnavailableError, SchemaNotFoundError
+from policy_engine.settings import Backend
 from policy_engine.sources import SchemaDocument, SchemaSource
-from policy_engine.validate import Backend, CompiledSchema, compile_schema
+from policy_engine.validate import CompiledSchema, compile_schema
 
 log = logging.getLogger("policy_engine.registry")
 

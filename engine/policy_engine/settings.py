@@ -8,15 +8,43 @@ first payload.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
-from policy_engine.decision import Mode
 from policy_engine.errors import ConfigError
+from policy_engine.modes import Mode
 from policy_engine.policy.model import TRACK_RE
-from policy_engine.sources.subjects import DEFAULT_SUBJECT_TEMPLATE, subject_template_problem
-from policy_engine.validate import BACKENDS, Backend
+
+#: The validator backends (``POLICY_VALIDATOR``): jsonschema-rs, or the jsonschema reference.
+Backend = Literal["rust", "python"]
+BACKENDS: tuple[Backend, ...] = ("rust", "python")
+#: The default subject of (schema, track) in an HTTP registry (``REGISTRY_SUBJECT_TEMPLATE``).
+DEFAULT_SUBJECT_TEMPLATE = "{schema}-{track}"
+
+
+def subject_template_problem(template: str) -> str | None:
+    """Why ``template`` cannot name subjects, or ``None`` when it can.
+
+    It must contain ``{schema}`` and ``{track}`` once each and no other ``{field}``; literal
+    braces are written ``{{`` and ``}}`` as in ``str.format``.
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"is not a format string ({exc})"
+    fields = [name for _, name, spec, conv in parts if name is not None]
+    for _, name, spec, conv in parts:
+        if name is not None and (spec or conv):
+            return f"{{{name}}} takes no format spec or conversion"
+    unknown = sorted({f for f in fields if f not in ("schema", "track")})
+    if unknown:
+        return f"has unknown field(s) {', '.join('{' + f + '}' for f in unknown)}"
+    if fields.count("schema") != 1 or fields.count("track") != 1:
+        return "must contain {schema} and {track} once each"
+    return None
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

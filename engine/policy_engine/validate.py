@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
 import jsonschema_rs
@@ -27,10 +27,8 @@ from referencing.jsonschema import DRAFT202012
 
 from policy_engine.decision import MAX_VIOLATIONS, Violation
 from policy_engine.errors import InvalidSchemaError
+from policy_engine.settings import BACKENDS, Backend
 from policy_engine.sources import SchemaDocument
-
-Backend = Literal["rust", "python"]
-BACKENDS: tuple[Backend, ...] = ("rust", "python")
 
 #: A payload nesting deeper than this is not validated against a schema that can recurse.
 MAX_DEPTH = 128

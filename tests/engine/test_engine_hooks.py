@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from policy_engine import Action, ConfigError, Decision, Mode, SchemaValidationError, Settings
+from policy_engine.hooks import TIMING_SAMPLE
 
 INVALID = {"id": "o-1", "price": -1}
 
@@ -65,7 +66,19 @@ def test_observer_sees_every_decision(make_engine, one_rule):
         eng.enforce("shop.Order", INVALID, key="b")
     returned.append(info.value.decision)
     assert [d for d, _ in recorder.seen] == returned
-    assert all(seconds >= 0 for _, seconds in recorder.seen)
+    assert all(seconds is None or seconds >= 0 for _, seconds in recorder.seen)
+
+
+def test_one_evaluation_in_timing_sample_is_timed(make_engine, one_rule):
+    """Observers get the duration of every TIMING_SAMPLE-th evaluation and None for the others,
+    so a hook that weights each timed one by TIMING_SAMPLE accounts for every evaluation."""
+    recorder = Recorder()
+    eng = make_engine(one_rule("shop.Order", "mode: warn"), hooks=(recorder,))
+    for n in range(3 * TIMING_SAMPLE):
+        eng.evaluate("shop.Order", {"id": str(n), "price": n}, key=n)
+    timed = [seconds for _, seconds in recorder.seen if seconds is not None]
+    assert len(timed) == 3
+    assert all(0 <= seconds < 60 for seconds in timed)
 
 
 def test_observer_called_once_per_payload(make_engine, one_rule):

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from policy_engine import Action, Mode, PolicyEngine
-from policy_engine.guardrail import SLOTS, SlidingWindow
+from policy_engine.core.guardrail import SLOTS, SlidingWindow
 
 T0 = 1_800_000_000.0
 VALID, INVALID = {"n": 1}, {"n": "x"}

@@ -7,6 +7,7 @@ from metrics_support import INVALID, SCHEMAS, VALID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from policy_engine import Action, ConfigError, PolicyEngine, SchemaValidationError
+from policy_engine.hooks import TIMING_SAMPLE
 from policy_engine.metrics import METRICS, EngineMetrics, FastEngineMetrics
 
 VALIDATIONS = "schema_validations_total"
@@ -17,11 +18,12 @@ DURATION = "schema_validation_duration_seconds"
 
 
 def test_accepted_moves_validations_and_duration_only(make_engine, value):
-    """A valid strict payload counts one accepted validation and one duration, no failure."""
+    """A valid strict payload counts one accepted validation and its timed duration (the first
+    evaluation is timed and stands for TIMING_SAMPLE), no failure."""
     eng = make_engine()
     assert eng.evaluate("shop.Order", VALID, track="v2").action is Action.ACCEPTED
     assert value(VALIDATIONS, "shop.Order", "v2", "strict", "accepted") == 1
-    assert value(f"{DURATION}_count") == 1
+    assert value(f"{DURATION}_count") == TIMING_SAMPLE
     assert value(f"{DURATION}_sum") > 0
     assert value(FAILURES, "shop.Order", "strict") is None
     assert value(ACTIONS, "shop.Order", "error", "rejected") is None
@@ -56,7 +58,7 @@ def test_skipped_off_counts_a_validation_and_nothing_else(make_engine, value):
     assert eng.evaluate("shop.Off", INVALID, track="v1").action is Action.SKIPPED
     assert value(VALIDATIONS, "shop.Off", "v1", "off", "skipped") == 1
     assert value(FAILURES, "shop.Off", "off") is None
-    assert value(f"{DURATION}_count") == 1
+    assert value(f"{DURATION}_count") == TIMING_SAMPLE
 
 
 def test_registry_rejection_is_an_action_not_a_failure(make_engine, value):
@@ -86,21 +88,24 @@ def test_enforce_counts_once(make_engine, value):
 
 
 def test_duration_buckets_use_le_semantics(registry, value):
-    """A duration counts in every bucket whose bound is at or above it, a bound included."""
+    """A duration counts in every bucket whose bound is at or above it, a bound included; each
+    timed evaluation counts TIMING_SAMPLE times (it stands for the untimed ones)."""
     eng = PolicyEngine(policies=[], registry=SCHEMAS, metrics=False)
     decision = eng.evaluate("nobody.Knows", {}, track="v1")
-    hook = EngineMetrics.create(None, registry)
-    for seconds in (0.000_003, 0.001, 0.001_000_1, 5.0):
+    hook = EngineMetrics.create(registry)
+    for seconds in (0.000_003, 0.001, 0.001_000_1, 5.0, None):
         hook.after_evaluation(decision, seconds)
     bucket = f"{DURATION}_bucket"
+    n = TIMING_SAMPLE
     assert value(bucket, le="2.5e-06") == 0
-    assert value(bucket, le="5e-06") == 1
-    assert value(bucket, le="0.001") == 2
-    assert value(bucket, le="0.0025") == 3
-    assert value(bucket, le="1.0") == 3
-    assert value(bucket, le="+Inf") == 4
-    assert value(f"{DURATION}_count") == 4
-    assert value(f"{DURATION}_sum") == pytest.approx(5.002_003_1)
+    assert value(bucket, le="5e-06") == 1 * n
+    assert value(bucket, le="0.001") == 2 * n
+    assert value(bucket, le="0.0025") == 3 * n
+    assert value(bucket, le="1.0") == 3 * n
+    assert value(bucket, le="+Inf") == 4 * n
+    assert value(f"{DURATION}_count") == 4 * n
+    assert value(f"{DURATION}_sum") == pytest.approx(5.002_003_1 * n)
+    assert value(VALIDATIONS, "unknown", "v1", "warn", "skipped") == 5
     eng.close()
 
 

@@ -159,7 +159,8 @@ def test_cli_text_log_format_is_the_default(policy_dir, schema_dir, tmp_path):
     args += ["--policies", str(policy_dir), "--registry", str(schema_dir)]
     assert main(args, stdout=io.StringIO(), stderr=err, environ={}) == 0
     assert err.getvalue() == (
-        "WARNING policy_engine.decisions: shop.Order v1 logged: 1 violation(s), first /price minimum\n"
+        "WARNING policy_engine.decisions: "
+        "shop.Order v1 logged: 1 violation(s), first /price minimum\n"
     )
 
 

@@ -21,12 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy_engine.policy.bucket import (
-    bucket_for,
-    canary_threshold,
-    canonical_json,
-    payload_hash_key,
-)
+from policy_engine.core.bucket import bucket_for, canary_threshold, canonical_json, payload_hash_key
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "bucketing.md"
@@ -126,7 +121,7 @@ def test_bucket_for_follows_the_formula_on_edge_keys(key: str):
 
 _SURROGATES = """
 import json, sys
-from policy_engine.policy.bucket import bucket_for
+from policy_engine.core.bucket import bucket_for
 print(json.dumps([bucket_for("s:v1:", k) for k in ["\\ud800", "x\\udfffy", "\\udbff\\ud800"]]))
 """
 
@@ -212,7 +207,7 @@ def test_different_salts_decorrelate_canaries():
 
 _CHILD = """
 import json, sys
-from policy_engine.policy.bucket import bucket_for
+from policy_engine.core.bucket import bucket_for
 keys = json.loads(sys.stdin.read())
 print(json.dumps([bucket_for("telemetry.FeedbackEvent:v2:", k) for k in keys]))
 """

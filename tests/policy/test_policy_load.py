@@ -20,11 +20,11 @@ import jsonschema
 import pytest
 import yaml
 
-from policy_engine.decision import Mode
+from policy_engine.core.resolve import rule_for
 from policy_engine.errors import PolicyLoadError, Problem
+from policy_engine.modes import Mode
 from policy_engine.policy.load import PolicyYamlLoader, load_policy_set
 from policy_engine.policy.model import policy_json_schema
-from policy_engine.policy.resolve import rule_for
 
 CASES = Path(__file__).parent / "cases"
 REPO = Path(__file__).resolve().parents[2]

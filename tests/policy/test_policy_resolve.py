@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_engine.decision import Mode
-from policy_engine.policy.load import PolicySet, glob_specificity, load_policy_set
-from policy_engine.policy.resolve import EffectiveRule, parse_time, resolve_rule, rule_for
+from policy_engine.core.policy_set import PolicySet, glob_specificity
+from policy_engine.core.resolve import EffectiveRule, parse_time, resolve_rule, rule_for
+from policy_engine.modes import Mode
+from policy_engine.policy.load import load_policy_set
 
 CASES = Path(__file__).parent / "cases"
 SCENARIOS: list[dict[str, Any]] = yaml.safe_load(

@@ -16,6 +16,7 @@ import mmh3
 import pytest
 
 from policy_engine import Mode, PolicyEngine, PolicyLoadError
+from policy_engine.hooks import ReloadEvent
 from policy_engine.reload import install_sighup_reload
 
 SCHEMA_DOC = '{"type": "object", "properties": {"n": {"type": "integer"}}}'
@@ -215,8 +216,8 @@ def test_an_unchanged_checksum_is_a_no_op(watched: PolicyEngine, policies: Path)
     seen: list[str] = []
 
     class Recorder:
-        def after_reload(self, result: str, policy_set: object, error: object) -> None:
-            seen.append(result)
+        def after_reload(self, event: ReloadEvent) -> None:
+            seen.append(event.result)
 
     watched._reload_observers = (Recorder(),)  # observe the watcher's own attempts
     before = watched.checksum

@@ -35,7 +35,7 @@ from policy_engine import (
     VersionNotFoundError,
 )
 from policy_engine.cli import main
-from policy_engine.sources import open_source, redact_url
+from policy_engine.sources import open_schema_source, redact_url
 from policy_engine.sources.subjects import SubjectTemplate
 from policy_engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
 
@@ -963,7 +963,7 @@ def test_open_source_builds_an_http_source_from_settings(observer):
             "REGISTRY_SUBJECT_TEMPLATE": "{schema}.{track}",
         }
     )
-    source = open_source("https://registry:8081", settings, [observer])
+    source = open_schema_source("https://registry:8081", settings, [observer])
     assert isinstance(source, HttpSchemaSource)
     assert (source.timeout, source.cache_ttl, source.subject_for("a", "v2")) == (2.5, 42.0, "a.v2")
     assert (source.auth_kind, source.observers) == ("bearer", (observer,))
@@ -1021,7 +1021,7 @@ def test_asyncio_run_closes_the_async_connections(make_source):
 def test_other_url_schemes_are_config_errors():
     """REGISTRY_URL with a scheme other than file, http or https is refused, without user info."""
     with pytest.raises(ConfigError, match="http") as info:
-        open_source("ftp://bob:hunter2@registry/schemas")
+        open_schema_source("ftp://bob:hunter2@registry/schemas")
     assert "hunter2" not in str(info.value)
 
 

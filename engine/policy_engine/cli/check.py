@@ -14,11 +14,12 @@ from policy_engine.cli.common import (
     settings_from,
     write_json,
 )
+from policy_engine.core.policy_set import PolicySet
 from policy_engine.errors import ConfigError, PolicyLoadError, Problem, RegistryError
-from policy_engine.policy.load import PolicySet, load_policy_set
+from policy_engine.policy.load import load_policy_set
 from policy_engine.policy.model import policy_json_schema
 from policy_engine.settings import Settings
-from policy_engine.sources import open_source, redact_url
+from policy_engine.sources import open_schema_source, redact_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -150,7 +151,7 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
     policy_set: PolicySet | None = None
     known: Mapping[str, tuple[str, ...]] = {}
     try:
-        source = open_source(settings.registry_url, settings)
+        source = open_schema_source(settings.registry_url, settings)
         try:
             known = source.known_schemas()
         finally:

@@ -15,8 +15,9 @@ from policy_engine.cli.common import (
     build_engine,
     write_json,
 )
-from policy_engine.decision import Action, Decision
-from policy_engine.policy.resolve import parse_time
+from policy_engine.core.resolve import parse_time
+from policy_engine.decision import Decision
+from policy_engine.modes import Action
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,14 +25,15 @@ from policy_engine.cli.common import (
     settings_from,
     write_json,
 )
+from policy_engine.core.diff import RuleChange, diff_policy_sets, pairs_to_compare
+from policy_engine.core.policy_set import PolicySet
+from policy_engine.core.resolve import parse_time
 from policy_engine.engine import PolicyEngine
 from policy_engine.envelope import EnvelopeError, parse_envelope, read_lines
 from policy_engine.errors import PolicyLoadError, RegistryError
-from policy_engine.policy.diff import RuleChange, diff_policy_sets, pairs_to_compare
-from policy_engine.policy.load import PolicySet, load_policy_set, load_policy_texts
-from policy_engine.policy.resolve import parse_time
+from policy_engine.policy.load import load_policy_set, load_policy_texts
 from policy_engine.settings import Settings
-from policy_engine.sources import open_source
+from policy_engine.sources import open_schema_source
 
 GIT_TIMEOUT = 30.0
 
@@ -258,7 +259,7 @@ def _plan(args: argparse.Namespace, streams: Streams) -> int:
             raise CommandError(f"--at: {exc}") from None
     known: dict[str, tuple[str, ...]] = {}
     try:
-        source = open_source(settings.registry_url, settings)
+        source = open_schema_source(settings.registry_url, settings)
         try:
             known = dict(source.known_schemas())
         finally:

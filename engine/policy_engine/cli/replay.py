@@ -16,9 +16,9 @@ from policy_engine.cli.common import (
     decision_logs_quiet,
     write_json,
 )
-from policy_engine.decision import Action
 from policy_engine.engine import PolicyEngine
 from policy_engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
+from policy_engine.modes import Action
 from policy_engine.report import DEFAULT_BAR, SERIES_POINTS, DriftRecorder, GroupDrift
 
 #: Bad lines are all counted; this many are described on stderr.

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from policy_engine.decision import Action, Decision
+from policy_engine.decision import Decision
 from policy_engine.envelope import Envelope, EnvelopeError, parse_envelope
 from policy_engine.errors import ConfigError, LoopError, SinkError, SourceError
 from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
@@ -44,6 +44,7 @@ from policy_engine.loop.records import (
     error_context,
     rejection_context,
 )
+from policy_engine.modes import Action
 
 if TYPE_CHECKING:
     from policy_engine.engine import PolicyEngine

@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from policy_engine.decision import Action, Decision
+from policy_engine.decision import Decision
 from policy_engine.engine import PolicyEngine
 from policy_engine.errors import ConfigError
 from policy_engine.loop.protocols import AsyncSink, Sink
@@ -53,6 +53,7 @@ from policy_engine.loop.records import (
     error_context,
     rejection_context,
 )
+from policy_engine.modes import Action
 
 log = logging.getLogger("policy_engine.loop")
 

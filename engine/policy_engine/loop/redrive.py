@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from policy_engine.decision import Action
 from policy_engine.engine import PolicyEngine
 from policy_engine.envelope import EnvelopeError, parse_envelope
 from policy_engine.errors import ConfigError
@@ -34,6 +33,7 @@ from policy_engine.loop.endpoints import (
     transport_for,
 )
 from policy_engine.loop.records import StoredDeadLetter, UnreadableDeadLetter
+from policy_engine.modes import Action
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from policy_engine.decision import Mode
+from policy_engine.modes import Mode
 
 #: Characters a schema name may hold; ``*``, ``?``, ``[``, ``]`` and ``!`` only in a glob.
 SCHEMA_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")

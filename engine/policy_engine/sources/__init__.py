@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from policy_engine.errors import ConfigError
+from policy_engine.settings import Settings
 
 if TYPE_CHECKING:
     from policy_engine.hooks import RegistryObserver
-    from policy_engine.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class SchemaSource(Protocol):
         ...
 
 
-def open_source(
+def open_schema_source(
     registry: str | PathLike[str] | SchemaSource,
     settings: Settings | None = None,
     observers: Sequence[RegistryObserver] = (),
@@ -84,8 +84,7 @@ def open_source(
         return registry
     text = str(registry)
     if text.startswith(("http://", "https://")):
-        from policy_engine.settings import Settings
-        from policy_engine.sources.http import HttpSchemaSource
+        from policy_engine.sources.http import HttpSchemaSource  # httpx: only when used
 
         return HttpSchemaSource.from_settings(text, settings or Settings(), observers)
     scheme, sep, _ = text.partition("://")
@@ -113,4 +112,4 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-__all__ = ["SchemaDocument", "SchemaSource", "open_source", "redact_url"]
+__all__ = ["SchemaDocument", "SchemaSource", "open_schema_source", "redact_url"]

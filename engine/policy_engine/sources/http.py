@@ -72,10 +72,10 @@ from policy_engine.errors import (
     VersionNotFoundError,
 )
 from policy_engine.hooks import RegistryObserver
-from policy_engine.settings import Secret, Settings
+from policy_engine.settings import DEFAULT_SUBJECT_TEMPLATE, Secret, Settings
 from policy_engine.sources import SchemaDocument
 from policy_engine.sources.embedded import MAX_SCHEMA_FILE_BYTES, check_schema_name
-from policy_engine.sources.subjects import DEFAULT_SUBJECT_TEMPLATE, SubjectTemplate
+from policy_engine.sources.subjects import SubjectTemplate
 
 log = logging.getLogger("policy_engine.registry")
 

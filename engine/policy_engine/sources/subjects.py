@@ -18,35 +18,10 @@ import re
 import string
 
 from policy_engine.errors import ConfigError
+from policy_engine.settings import DEFAULT_SUBJECT_TEMPLATE, subject_template_problem
 
-#: The default subject of (schema, track).
-DEFAULT_SUBJECT_TEMPLATE = "{schema}-{track}"
-
-# The character classes of SCHEMA_NAME_RE and TRACK_RE (engine.policy.model), without anchors:
-# importing the policy model here would drag pydantic into a module the settings depend on.
+# The character classes of SCHEMA_NAME_RE and TRACK_RE (policy/model.py), without anchors.
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-
-
-def subject_template_problem(template: str) -> str | None:
-    """Why ``template`` cannot name subjects, or ``None`` when it can.
-
-    It must contain ``{schema}`` and ``{track}`` once each and no other ``{field}``; literal
-    braces are written ``{{`` and ``}}`` as in ``str.format``.
-    """
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        return f"is not a format string ({exc})"
-    fields = [field for _, field, spec, conv in parts if field is not None]
-    for _, field, spec, conv in parts:
-        if field is not None and (spec or conv):
-            return f"{{{field}}} takes no format spec or conversion"
-    unknown = sorted({f for f in fields if f not in ("schema", "track")})
-    if unknown:
-        return f"has unknown field(s) {', '.join('{' + f + '}' for f in unknown)}"
-    if fields.count("schema") != 1 or fields.count("track") != 1:
-        return "must contain {schema} and {track} once each"
-    return None
 
 
 class SubjectTemplate:
@@ -82,4 +57,4 @@ class SubjectTemplate:
         return f"SubjectTemplate({self.template!r})"
 
 
-__all__ = ["DEFAULT_SUBJECT_TEMPLATE", "SubjectTemplate", "subject_template_problem"]
+__all__ = ["SubjectTemplate"]

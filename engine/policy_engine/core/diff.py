@@ -10,11 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from policy_engine.decision import Mode
+from policy_engine.core.bucket import BUCKETS, canary_threshold
+from policy_engine.core.policy_set import PolicySet
+from policy_engine.core.resolve import EffectiveRule, rule_for
 from policy_engine.errors import Problem
-from policy_engine.policy.bucket import BUCKETS, canary_threshold
-from policy_engine.policy.load import PolicySet
-from policy_engine.policy.resolve import EffectiveRule, rule_for
+from policy_engine.modes import Mode
+from policy_engine.policy.model import Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,9 @@ def describe_rule(rule: EffectiveRule, now: float) -> dict[str, object]:
     }
 
 
-_COMPARED = ("mode", "baseline", "canary", "ramp", "guardrail", "key", "salt", "on_registry_error")
+#: The fields a change is reported by: every field a rule may set, in the policy format's order
+#: (derived from the model, so a new field is compared without anyone remembering to add it).
+_COMPARED: tuple[str, ...] = tuple(Rule.model_fields)
 
 
 def _fields(before: EffectiveRule, after: EffectiveRule) -> tuple[str, ...]:

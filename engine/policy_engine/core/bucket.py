@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Final
 
 import mmh3
 
 #: Buckets per canary: a canary of ``c`` percent covers buckets ``0 .. round(c * 100) - 1``.
-BUCKETS = 10_000
+BUCKETS: Final = 10_000
 
 
 def bucket_for(salt_prefix: str, key: str) -> int:

@@ -18,9 +18,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from policy_engine.decision import Action, Mode
+from policy_engine.core.resolve import EffectiveRule
+from policy_engine.modes import Action, Mode
 from policy_engine.policy.model import Guardrail
-from policy_engine.policy.resolve import EffectiveRule
 
 log = logging.getLogger("policy_engine.guardrail")
 

@@ -13,12 +13,28 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from operator import attrgetter
 
-from policy_engine.decision import Mode, RuleRef
-from policy_engine.policy.bucket import canary_threshold
-from policy_engine.policy.load import PolicyEntry, PolicySet
+from policy_engine.core.bucket import canary_threshold
+from policy_engine.core.policy_set import PolicyEntry, PolicySet
+from policy_engine.modes import Mode
 from policy_engine.policy.model import Guardrail, Rule
 
 OnRegistryError = str  # "allow" | "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    """Where the rule that decided is written: the file and the line of its schema key."""
+
+    file: str
+    line: int
+    pattern: str
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form: file and line."""
+        return {"file": self.file, "line": self.line}
+
+    def __str__(self) -> str:
+        return f"{self.pattern} ({self.file}:{self.line})"
 
 
 @dataclass(frozen=True, slots=True)
