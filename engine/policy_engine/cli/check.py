@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from policy_engine.cli.common import (
     EXIT_FAIL,
@@ -14,12 +15,11 @@ from policy_engine.cli.common import (
     settings_from,
     write_json,
 )
-from policy_engine.core.policy_set import PolicySet
 from policy_engine.errors import ConfigError, PolicyLoadError, Problem, RegistryError
-from policy_engine.policy.load import load_policy_set
-from policy_engine.policy.model import policy_json_schema
-from policy_engine.settings import Settings
-from policy_engine.sources import open_schema_source, redact_url
+
+if TYPE_CHECKING:
+    from policy_engine.core.policy_set import PolicySet
+    from policy_engine.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_schema(args: argparse.Namespace, streams: Streams) -> int:
     """Print the policy format's JSON Schema."""
+    from policy_engine.policy.model import policy_json_schema
+
     write_json(streams.stdout, policy_json_schema())
     return EXIT_OK
 
@@ -145,6 +147,9 @@ def _github_escape(text: str, *, prop: bool = False) -> str:
 
 def run_check(args: argparse.Namespace, streams: Streams) -> int:
     """Load, lint, print the problems; exit 1 on errors (or on warnings with ``--strict``)."""
+    from policy_engine.policy.load import load_policy_set
+    from policy_engine.sources import open_schema_source, redact_url
+
     settings = settings_from(args, streams.environ)
     paths = args.paths or list(settings.policy_paths)
     problems: list[Problem] = []

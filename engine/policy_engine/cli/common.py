@@ -8,12 +8,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from policy_engine.engine import PolicyEngine
 from policy_engine.errors import ConfigError, PolicyLoadError
 from policy_engine.logs import JsonLogFormatter
-from policy_engine.settings import Settings
+
+if TYPE_CHECKING:
+    from policy_engine.engine import PolicyEngine
+    from policy_engine.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # check found errors, validate rejected
@@ -66,6 +68,8 @@ def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> No
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Settings from the environment, with ``--policies``/``--registry`` on top."""
+    from policy_engine.settings import Settings  # pydantic: imported by the commands using it
+
     settings = Settings.from_env(environ)
     changes: dict[str, Any] = {}
     if getattr(args, "policies", None):
@@ -83,6 +87,8 @@ def build_engine(args: argparse.Namespace, streams: Streams, **options: Any) -> 
 
     ``options`` go to ``PolicyEngine`` (``guardrails=False`` for offline analysis).
     """
+    from policy_engine.engine import PolicyEngine
+
     settings = settings_from(args, streams.environ)
     try:
         return PolicyEngine(settings=settings, **options)

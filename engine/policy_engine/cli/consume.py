@@ -4,13 +4,12 @@ back); ``replay-dlq`` is redrive's old name, kept as a hidden alias that says so
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
     EXIT_FAIL,
@@ -22,23 +21,13 @@ from policy_engine.cli.common import (
     decision_logs_quiet,
     write_json,
 )
-from policy_engine.engine import PolicyEngine
 from policy_engine.errors import ConfigError, LoopError
-from policy_engine.loop.core import AsyncConsumeLoop, ConsumeLoop, IoRetry, LoopStats
-from policy_engine.loop.endpoints import (
-    TRANSPORTS,
-    default_dlq,
-    describe_endpoint,
-    open_async_message_sink,
-    open_async_message_source,
-    open_message_sink,
-    open_message_source,
-)
-from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
-from policy_engine.loop.redrive import redrive_dead_letters
-from policy_engine.metrics import serve_metrics
-from policy_engine.reload import install_sighup_reload
-from policy_engine.settings import Settings
+
+if TYPE_CHECKING:
+    from policy_engine.engine import PolicyEngine
+    from policy_engine.loop.core import LoopStats
+    from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
+
 
 log = logging.getLogger("policy_engine.loop")
 
@@ -53,6 +42,8 @@ REDRIVE_DESCRIPTION = (
 
 def _endpoints_help() -> str:
     """What SOURCE and SINK may be, with the URL schemes the transport table knows."""
+    from policy_engine.loop.endpoints import TRANSPORTS
+
     schemes = ", ".join(f"{scheme}://" for scheme in sorted(TRANSPORTS))
     return (
         f"SOURCE and SINK: a JSONL file path, '-' (stdin/stdout), or a URL ({schemes}), e.g. "
@@ -191,6 +182,8 @@ def install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
 
 
 def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool, int | None]:
+    from policy_engine.settings import Settings
+
     try:
         settings = Settings.from_env(streams.environ)
     except ConfigError as exc:
@@ -203,6 +196,10 @@ def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool
 
 def run_consume(args: argparse.Namespace, streams: Streams) -> int:
     """Run the loop until the source ends or a signal stops it; print the summary."""
+    from policy_engine.loop.endpoints import default_dlq, describe_endpoint
+    from policy_engine.metrics import serve_metrics
+    from policy_engine.reload import install_sighup_reload
+
     if args.batch_size < 1:
         raise CommandError("--batch-size must be 1 or more")
     if args.max_messages is not None and args.max_messages < 0:
@@ -261,6 +258,9 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
 def _run(
     args: argparse.Namespace, streams: Streams, engine: PolicyEngine, dlq: str
 ) -> tuple[LoopStats, LoopError | None]:
+    from policy_engine.loop.core import ConsumeLoop, IoRetry
+    from policy_engine.loop.endpoints import open_message_sink, open_message_source
+
     options: dict[str, Any] = {
         "batch_size": args.batch_size,
         "max_messages": args.max_messages,
@@ -276,6 +276,8 @@ def _run(
         "claim_idle": args.claim_idle,
     }
     if args.use_async:
+        import asyncio  # only the --async form needs it
+
         return asyncio.run(_run_async(args, streams, engine, dlq, options, source_options))
     opened: list[Source | Sink] = []
     try:
@@ -321,6 +323,9 @@ async def _run_async(
     options: dict[str, Any],
     source_options: dict[str, Any],
 ) -> tuple[LoopStats, LoopError | None]:
+    from policy_engine.loop.core import AsyncConsumeLoop
+    from policy_engine.loop.endpoints import open_async_message_sink, open_async_message_source
+
     opened: list[AsyncSource | AsyncSink] = []
     try:
         try:
@@ -353,6 +358,8 @@ async def _run_async(
 
 def run_redrive(args: argparse.Namespace, streams: Streams) -> int:
     """Redrive a DLQ and print what was (or would be) published."""
+    from policy_engine.loop.redrive import redrive_dead_letters
+
     # Re-evaluating still-rejected messages would log each failure again; the report says it.
     with decision_logs_quiet(), build_engine(args, streams) as engine:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
     EXIT_FAIL,
@@ -15,9 +15,9 @@ from policy_engine.cli.common import (
     build_engine,
     write_json,
 )
-from policy_engine.core.resolve import parse_time
-from policy_engine.decision import Decision
-from policy_engine.modes import Action
+
+if TYPE_CHECKING:
+    from policy_engine.decision import Decision
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_explain(args: argparse.Namespace, streams: Streams) -> int:
     """Print why a schema/key gets its mode."""
+    from policy_engine.core.resolve import parse_time
+
     at = None
     if args.at:
         try:
@@ -120,6 +122,8 @@ def describe_decision(decision: Decision) -> str:
 
 def run_validate(args: argparse.Namespace, streams: Streams) -> int:
     """Evaluate one payload; exit 1 if it is rejected."""
+    from policy_engine.modes import Action
+
     payload = _read_payload(args.file, streams)
     with build_engine(args, streams) as engine:
         decision = engine.evaluate(args.schema, payload, key=args.key, track=args.track)

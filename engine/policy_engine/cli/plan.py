@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
     EXIT_OK,
@@ -25,15 +25,13 @@ from policy_engine.cli.common import (
     settings_from,
     write_json,
 )
-from policy_engine.core.diff import RuleChange, diff_policy_sets, pairs_to_compare
-from policy_engine.core.policy_set import PolicySet
-from policy_engine.core.resolve import parse_time
-from policy_engine.engine import PolicyEngine
-from policy_engine.envelope import EnvelopeError, parse_envelope, read_lines
 from policy_engine.errors import PolicyLoadError, RegistryError
-from policy_engine.policy.load import load_policy_set, load_policy_texts
-from policy_engine.settings import Settings
-from policy_engine.sources import open_schema_source
+
+if TYPE_CHECKING:
+    from policy_engine.core.diff import RuleChange
+    from policy_engine.core.policy_set import PolicySet
+    from policy_engine.settings import Settings
+
 
 GIT_TIMEOUT = 30.0
 
@@ -113,6 +111,8 @@ def load_base(
     ref: str, paths: Iterable[str], known: Mapping[str, tuple[str, ...]], settings: Settings
 ) -> PolicySet:
     """The policy set at git revision ``ref`` (``PolicyLoadError`` if it does not load)."""
+    from policy_engine.policy.load import load_policy_texts
+
     return load_policy_texts(
         files_at_revision(ref, paths), default_mode=settings.enforcement, known_schemas=known
     )
@@ -126,6 +126,8 @@ def changes_between(
     now: float,
 ) -> list[RuleChange]:
     """Every schema/track whose effective rule differs, with its ratchet warnings."""
+    from policy_engine.core.diff import diff_policy_sets, pairs_to_compare
+
     pairs = pairs_to_compare(before, after, known, (settings.prefer_track, settings.fallback_track))
     return diff_policy_sets(before, after, pairs, default_mode=settings.enforcement, now=now)
 
@@ -141,6 +143,9 @@ def sample_changes(
     now: float,
 ) -> tuple[dict[tuple[str, str], Counter[tuple[str, str]]], int, int]:
     """Per (schema, track), payloads moving between actions; also totals and bad lines."""
+    from policy_engine.engine import PolicyEngine
+    from policy_engine.envelope import EnvelopeError, parse_envelope, read_lines
+
     changes: dict[tuple[str, str], Counter[tuple[str, str]]] = {}
     total = bad = 0
     # Guardrails off: the comparison is of policies, not of a window of outcomes.
@@ -249,6 +254,10 @@ def run_plan(args: argparse.Namespace, streams: Streams) -> int:
 
 
 def _plan(args: argparse.Namespace, streams: Streams) -> int:
+    from policy_engine.core.resolve import parse_time
+    from policy_engine.policy.load import load_policy_set
+    from policy_engine.sources import open_schema_source
+
     settings = settings_from(args, streams.environ)
     paths = args.paths or list(settings.policy_paths)
     now = time.time()

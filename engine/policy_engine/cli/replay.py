@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
     EXIT_OK,
@@ -16,10 +16,11 @@ from policy_engine.cli.common import (
     decision_logs_quiet,
     write_json,
 )
-from policy_engine.engine import PolicyEngine
-from policy_engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
-from policy_engine.modes import Action
-from policy_engine.report import DEFAULT_BAR, SERIES_POINTS, DriftRecorder, GroupDrift
+
+if TYPE_CHECKING:
+    from policy_engine.engine import PolicyEngine
+    from policy_engine.report import DriftRecorder, GroupDrift
+
 
 #: Bad lines are all counted; this many are described on stderr.
 SHOWN_BAD_LINES = 20
@@ -27,6 +28,8 @@ SHOWN_BAD_LINES = 20
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``replay`` to the command line."""
+    from policy_engine.report import DEFAULT_BAR
+
     replay = sub.add_parser(
         "replay",
         help="evaluate a JSONL feed offline; a table per schema/track",
@@ -110,6 +113,8 @@ def replay_feed(
     recorder: DriftRecorder,
 ) -> tuple[int, int]:
     """Evaluate every envelope into ``recorder``; the number evaluated and of bad lines."""
+    from policy_engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
+
     total = bad = 0
     done_bytes = 0
     for number, line in read_lines(stream):
@@ -140,6 +145,8 @@ def replay_feed(
 
 
 def _table(groups: list[GroupDrift], top: int, total: int, bad: int) -> str:
+    from policy_engine.modes import Action
+
     headers = ["schema", "track", "total", "invalid", "accepted", "logged", "rejected", "skipped"]
     rows = [
         [
@@ -178,6 +185,8 @@ def run_replay(args: argparse.Namespace, streams: Streams) -> int:
 
 
 def _replay(args: argparse.Namespace, streams: Streams) -> int:
+    from policy_engine.report import SERIES_POINTS, DriftRecorder
+
     if args.top < 0:
         raise CommandError("--top must be 0 or more")
     if not 0 <= args.bar <= 100:
@@ -229,6 +238,8 @@ def _replay(args: argparse.Namespace, streams: Streams) -> int:
 
 def _group_json(group: GroupDrift, top: int, bar: float) -> dict[str, Any]:
     """SPEC §6's replay group, plus ``invalid`` and the ``drift`` details."""
+    from policy_engine.modes import Action
+
     return {
         "schema": group.schema,
         "track": group.track,
