@@ -14,27 +14,28 @@ DLQ, for:
 
 "on" is the engine with the example policies and schemas; "off" is the same loop with
 ``POLICY_FORCE_MODE=off`` (every payload resolved, none validated). The configurations take
-turns within each round (on and off of one path back to back), so load from elsewhere on a shared
-machine hits all of them; the median round's throughput is shown, and the cost is the median of
-the rounds' on/off ratios. Target: enforcement costs at most 20 % of the loop's throughput.
+turns within each round (``common.measure``: a warm-up round each, then interleaved rounds with
+a rotating start; filling a stream or opening files is done before a round, untimed), so load
+from elsewhere on a shared machine hits all of them; the median round's throughput is shown, and
+the cost is the median of the rounds' on/off ratios. Target: enforcement costs at most 20 % of
+the loop's throughput.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
 
+from common import ROOT, Case, header, load, measure, paired_ratios
 from policy_engine import Mode, PolicyEngine, Settings
 from policy_engine.loop import (
     ConsumeLoop,
@@ -45,7 +46,6 @@ from policy_engine.loop import (
     parse_redis_url,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGET = 0.20
 
@@ -71,48 +71,117 @@ def make_engine(enforce: bool) -> PolicyEngine:
     return PolicyEngine(settings=settings, metrics_registry=CollectorRegistry())
 
 
-def redis_round(engine: PolicyEngine, client: redis.Redis, lines: list[bytes], batch: int) -> float:
-    """Seconds to consume ``lines`` from a fresh stream to an output and a DLQ stream."""
-    tag = uuid.uuid4().hex[:8]
-    src, out, dlq = f"bench:src:{tag}", f"bench:out:{tag}", f"bench:dlq:{tag}"
-    try:
-        for i in range(0, len(lines), 1000):
-            pipe = client.pipeline(transaction=False)
-            for line in lines[i : i + 1000]:
+class RedisRound:
+    """Rounds of Redis -> Redis: a fresh stream filled and the loop built before each round
+    (untimed), the loop run in it (timed), the streams checked and deleted after it."""
+
+    def __init__(
+        self, engine: PolicyEngine, client: redis.Redis, lines: list[bytes], batch: int, url: str
+    ) -> None:
+        self.engine, self.client, self.lines, self.batch, self.url = (
+            engine,
+            client,
+            lines,
+            batch,
+            url,
+        )
+        self.loop: ConsumeLoop | None = None
+        self.parts: tuple[Any, ...] = ()
+        self.keys: tuple[str, ...] = ()
+        self.read = 0
+
+    def setup(self) -> None:
+        """Fill a fresh stream with the lines; open its consumer group, the output and the DLQ."""
+        tag = uuid.uuid4().hex[:8]
+        src, out, dlq = self.keys = (f"bench:src:{tag}", f"bench:out:{tag}", f"bench:dlq:{tag}")
+        for i in range(0, len(self.lines), 1000):
+            pipe = self.client.pipeline(transaction=False)
+            for line in self.lines[i : i + 1000]:
                 pipe.xadd(src, {b"data": line})
             pipe.execute()
-        client.xgroup_create(src, "bench", id="0")
-        source = RedisStreamSource(parse_redis_url(f"{REDIS_URL}?stream={src}&group=bench"))
-        output = RedisStreamSink(parse_redis_url(f"{REDIS_URL}?stream={out}"))
-        dead = RedisStreamSink(parse_redis_url(f"{REDIS_URL}?stream={dlq}"))
-        loop = ConsumeLoop(
-            engine, source, output=output, dlq=dead, batch_size=batch, max_messages=len(lines)
+        self.client.xgroup_create(src, "bench", id="0")
+        source = RedisStreamSource(parse_redis_url(f"{self.url}?stream={src}&group=bench"))
+        output = RedisStreamSink(parse_redis_url(f"{self.url}?stream={out}"))
+        dead = RedisStreamSink(parse_redis_url(f"{self.url}?stream={dlq}"))
+        self.parts = (source, output, dead)
+        self.loop = ConsumeLoop(
+            self.engine,
+            source,
+            output=output,
+            dlq=dead,
+            batch_size=self.batch,
+            max_messages=len(self.lines),
         )
-        start = time.perf_counter()
-        stats = loop.run()
-        seconds = time.perf_counter() - start
-        assert stats.read == len(lines), stats
-        for item in (source, output, dead):
-            item.close()
-        return seconds
-    finally:
-        client.delete(src, out, dlq)
+
+    def run(self, items: Sequence[Any]) -> None:
+        """The timed part: the loop consumes the stream (one item per message)."""
+        assert self.loop is not None
+        self.read = self.loop.run().read
+
+    def teardown(self) -> None:
+        """Check that every message was read; close and delete the round's streams."""
+        for part in self.parts:
+            part.close()
+        self.client.delete(*self.keys)
+        if self.read != len(self.lines):
+            raise SystemExit(f"Redis round read {self.read} of {len(self.lines)} messages")
+
+    def case(self, name: str) -> Case:
+        """The rounds as a ``common.Case``: nanoseconds per message."""
+        return Case(
+            name,
+            self.run,
+            self.lines,
+            fixed_calls=len(self.lines),
+            setup=self.setup,
+            teardown=self.teardown,
+        )
 
 
-def jsonl_round(engine: PolicyEngine, feed: Path, count: int, batch: int) -> float:
-    """Seconds to consume ``feed`` to an output file and a fsynced DLQ file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        source = JsonlSource(feed)
-        output = JsonlSink(Path(tmp) / "out.jsonl")
-        dead = JsonlSink(Path(tmp) / "dlq.jsonl", fsync=True)
-        loop = ConsumeLoop(engine, source, output=output, dlq=dead, batch_size=batch)
-        start = time.perf_counter()
-        stats = loop.run()
-        seconds = time.perf_counter() - start
-        assert stats.read == count, stats
-        for item in (source, output, dead):
-            item.close()
-        return seconds
+class JsonlRound:
+    """Rounds of JSONL -> JSONL: a source on the feed file and sinks in a fresh directory before
+    each round (untimed), the loop run (timed), the count checked and the directory removed."""
+
+    def __init__(self, engine: PolicyEngine, feed: Path, count: int, batch: int) -> None:
+        self.engine, self.feed, self.count, self.batch = engine, feed, count, batch
+        self.loop: ConsumeLoop | None = None
+        self.parts: tuple[Any, ...] = ()
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.read = 0
+
+    def setup(self) -> None:
+        """Open the feed, an output file and a fsynced DLQ file."""
+        self.tmp = tempfile.TemporaryDirectory()
+        source = JsonlSource(self.feed)
+        output = JsonlSink(Path(self.tmp.name) / "out.jsonl")
+        dead = JsonlSink(Path(self.tmp.name) / "dlq.jsonl", fsync=True)
+        self.parts = (source, output, dead)
+        self.loop = ConsumeLoop(self.engine, source, output=output, dlq=dead, batch_size=self.batch)
+
+    def run(self, items: Sequence[Any]) -> None:
+        """The timed part: the loop consumes the file (one item per message)."""
+        assert self.loop is not None
+        self.read = self.loop.run().read
+
+    def teardown(self) -> None:
+        """Check that every message was read; close the files, remove the directory."""
+        for part in self.parts:
+            part.close()
+        if self.tmp is not None:
+            self.tmp.cleanup()
+        if self.read != self.count:
+            raise SystemExit(f"JSONL round read {self.read} of {self.count} messages")
+
+    def case(self, name: str) -> Case:
+        """The rounds as a ``common.Case``: nanoseconds per message."""
+        return Case(
+            name,
+            self.run,
+            range(self.count),
+            fixed_calls=self.count,
+            setup=self.setup,
+            teardown=self.teardown,
+        )
 
 
 def main() -> int:
@@ -126,45 +195,43 @@ def main() -> int:
     client = redis.Redis.from_url(REDIS_URL)
     client.ping()
     engines = {True: make_engine(True), False: make_engine(False)}
+    print(
+        header(
+            f"consume throughput, {len(lines)} messages x {args.rounds} rounds (median msg/s); "
+            f"redis-py {redis.__version__}, Redis {client.info('server')['redis_version']}"
+        ),
+        flush=True,
+    )
+    started_load = load()
     with tempfile.TemporaryDirectory() as tmp:
         feed = Path(tmp) / "feed.jsonl"
         feed.write_bytes(b"".join(line + b"\n" for line in lines))
-
-        cases: list[tuple[str, int, bool, Callable[[PolicyEngine, int], float]]] = []
+        cases: dict[tuple[str, int, bool], Case] = {}
         for batch in (100, 500):
             for enforce in (True, False):
-                cases.append(
-                    ("redis", batch, enforce, lambda e, b: redis_round(e, client, lines, b))
-                )
+                rounds = RedisRound(engines[enforce], client, lines, batch, REDIS_URL)
+                cases[("redis", batch, enforce)] = rounds.case(f"redis {batch} {enforce}")
         for enforce in (True, False):
-            cases.append(("jsonl", 100, enforce, lambda e, b: jsonl_round(e, feed, len(lines), b)))
+            jsonl = JsonlRound(engines[enforce], feed, len(lines), 100)
+            cases[("jsonl", 100, enforce)] = jsonl.case(f"jsonl 100 {enforce}")
+        measure(list(cases.values()), args.rounds)  # a warm-up round each first
 
-        for _name, batch, enforce, run in cases:  # warm up: routes, validators, connections
-            run(engines[enforce], batch)
-        samples: dict[tuple[str, int, bool], list[float]] = {c[:3]: [] for c in cases}
-        for round_number in range(args.rounds):
-            order = cases if round_number % 2 == 0 else list(reversed(cases))
-            for name, batch, enforce, run in order:
-                samples[(name, batch, enforce)].append(len(lines) / run(engines[enforce], batch))
-
-    print(
-        f"consume throughput, {len(lines)} messages x {args.rounds} rounds (median msg/s); "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), redis-py "
-        f"{redis.__version__}, Redis {client.info('server')['redis_version']}"
-    )
     print(f"{'path':<16}{'batch':>6}{'enforcement on':>16}{'off':>12}{'cost':>9}")
     worst = 0.0
     for name, batch in (("redis", 100), ("redis", 500), ("jsonl", 100)):
-        ons, offs = samples[(name, batch, True)], samples[(name, batch, False)]
-        on, off = statistics.median(ons), statistics.median(offs)
-        # The cost of each round's on/off pair, run back to back, then the median: a burst of
-        # load from elsewhere moves both halves of a pair, not the ratio.
-        cost = statistics.median(1 - a / b for a, b in zip(ons, offs, strict=True))
+        on, off = cases[(name, batch, True)], cases[(name, batch, False)]
+        # The cost of each round's on/off pair, run in the same round, then the median: a burst
+        # of load from elsewhere moves both halves of a pair, not the ratio. (Time per message:
+        # on/off is the inverse of the throughputs' ratio.)
+        cost = statistics.median(1 - 1 / ratio for ratio in paired_ratios(on, off))
         worst = max(worst, cost)
         label = "Redis -> Redis" if name == "redis" else "JSONL -> JSONL"
-        print(f"{label:<16}{batch:>6}{on:>16,.0f}{off:>12,.0f}{cost:>8.1%}")
+        print(
+            f"{label:<16}{batch:>6}{1e9 / on.median:>16,.0f}{1e9 / off.median:>12,.0f}{cost:>8.1%}"
+        )
     verdict = "met" if worst <= TARGET else "NOT met"
     print(f"target: enforcement costs <= {TARGET:.0%} of throughput: {verdict} (worst {worst:.1%})")
+    print(f"machine: {started_load} at the start, {load()} at the end")
     client.close()
     for engine in engines.values():
         engine.close()

@@ -5,9 +5,10 @@ Run: ``python benchmarks/bench_registry.py`` (from the repository root). Serves 
 prints three sets of figures, with no pass/fail:
 
 1. ``evaluate`` throughput with a warm HTTP cache against the embedded registry, same payload,
-   same policies, measured in alternating rounds of one run (target: within 10 %);
+   same policies, in interleaved rounds of one run (``common.measure``; target: within 10 %);
 2. cold start: the first payload of each of ``--subjects`` subjects, one after the other and
-   as concurrent asyncio tasks, against the embedded registry's cold start;
+   as concurrent asyncio tasks, against the embedded registry's cold start, each round on a
+   fresh engine (the rounds interleaved), and the same subjects once warm;
 3. a ``--outage``-second outage (the registry hangs past ``REGISTRY_TIMEOUT``, then refuses
    connections) while payloads of ``--outage-subjects`` warm subjects keep arriving and their
    cache TTL (``--ttl``) runs out: the payloads that waited for the registry (at most one per
@@ -21,17 +22,27 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
-from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, SCHEMA, measure, trade_event
+from common import (
+    ROOT,
+    SCHEMA,
+    Case,
+    fmt_ns,
+    header,
+    latencies,
+    load,
+    measure,
+    paired_ratios,
+    percentile,
+    repeat,
+    seconds_until,
+    trade_event,
+)
 from policy_engine import PolicyEngine, Settings
 from policy_engine.testing import FakeSchemaRegistry, Fault, RecordingRegistryObserver
 
@@ -51,15 +62,7 @@ def subject_schema(n: int) -> dict[str, Any]:
     }
 
 
-def percentile(sorted_values: list[int], q: float) -> float:
-    """The q-quantile (0..1) of already sorted values, nearest rank."""
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return float(sorted_values[index])
-
-
-def bench_warm(registry: FakeSchemaRegistry, calls: int, repeats: int) -> None:
+def bench_warm(registry: FakeSchemaRegistry, repeats: int, round_ms: float) -> None:
     """Warm-cache evaluate, HTTP registry against the embedded one."""
     os.chdir(ROOT)
     settings = Settings(registry_timeout=5.0)
@@ -68,100 +71,150 @@ def bench_warm(registry: FakeSchemaRegistry, calls: int, repeats: int) -> None:
     valid = trade_event(embedded)
     invalid = {**valid, "price": -1.0}
     for eng in (embedded, http):
-        assert eng.evaluate(SCHEMA, valid).valid is True
-        assert eng.evaluate(SCHEMA, invalid).valid is False
-    cases: list[tuple[str, Callable[[], object], int]] = [
-        ("embedded: evaluate valid", lambda: embedded.evaluate(SCHEMA, valid), calls),
-        ("http:     evaluate valid", lambda: http.evaluate(SCHEMA, valid), calls),
-        ("embedded: evaluate invalid", lambda: embedded.evaluate(SCHEMA, invalid), calls),
-        ("http:     evaluate invalid", lambda: http.evaluate(SCHEMA, invalid), calls),
-    ]
+        if not eng.evaluate(SCHEMA, valid).valid or eng.evaluate(SCHEMA, invalid).valid:
+            raise SystemExit("the example trades are not judged as expected")
+    cases = {
+        (source, kind): Case(
+            f"{source + ':':<10}evaluate {kind}", repeat(eng.evaluate, SCHEMA, payload)
+        )
+        for kind, payload in (("valid", valid), ("invalid", invalid))
+        for source, eng in (("embedded", embedded), ("http", http))
+    }
     print(f"1. warm cache: {SCHEMA} (track chosen by the registry), median of {repeats} rounds")
-    print(f"   {'case':<28} {'median ns':>10} {'min':>10} {'max':>10} {'per s':>12}")
-    medians: dict[str, float] = {}
-    for name, values in measure(cases, repeats).items():
-        medians[name] = statistics.median(values)
+    measure(list(cases.values()), repeats, round_ms)
+    print(f"   {'case':<28} {'median':>10} {'min':>10} {'max':>10} {'per s':>12}")
+    for case in cases.values():
         print(
-            f"   {name:<28} {medians[name]:>10,.0f} {min(values):>10,.0f} {max(values):>10,.0f} "
-            f"{1e9 / medians[name]:>12,.0f}"
+            f"   {case.name:<28} {fmt_ns(case.median):>10} {fmt_ns(case.minimum):>10} "
+            f"{fmt_ns(case.maximum):>10} {1e9 / case.median:>12,.0f}"
         )
     for kind in ("valid", "invalid"):
-        ratio = medians[f"http:     evaluate {kind}"] / medians[f"embedded: evaluate {kind}"]
-        print(f"   http / embedded, {kind + ':':<9} {ratio:5.3f}  (target within 10 %)")
+        http_case, embedded_case = cases[("http", kind)], cases[("embedded", kind)]
+        ratio = http_case.median / embedded_case.median
+        pairs = paired_ratios(http_case, embedded_case)
+        print(
+            f"   http / embedded, {kind + ':':<9} {ratio:5.3f}  (per round "
+            f"{min(pairs):.3f}-{max(pairs):.3f}; target within 10 %)"
+        )
     embedded.close()
     http.close()
 
 
-def bench_cold(registry: FakeSchemaRegistry, subjects: int) -> None:
+class FreshEngines:
+    """A new engine for every round of a cold-start case, closed after it (setup, teardown)."""
+
+    def __init__(self, make: Callable[[], PolicyEngine]) -> None:
+        self.make = make
+        self.engine: PolicyEngine | None = None
+
+    def setup(self) -> None:
+        """A new engine, its caches empty."""
+        self.engine = self.make()
+
+    def teardown(self) -> None:
+        """Close the round's engine."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    def current(self) -> PolicyEngine:
+        """The round's engine."""
+        if self.engine is None:
+            raise RuntimeError("no round is running")
+        return self.engine
+
+
+def bench_cold(registry: FakeSchemaRegistry, subjects: int, repeats: int) -> None:
     """The first payload of each of ``subjects`` subjects: HTTP (sequential, concurrent) and
-    embedded."""
+    embedded, each round on a fresh engine; then the same subjects warm."""
     names = [f"bench.Subject{n:03d}" for n in range(subjects)]
     for n, name in enumerate(names):
         registry.register(f"{name}-v2", subject_schema(n))
     payload = {"id": "x", "n": 10_000}
     settings = Settings(registry_timeout=5.0)
-    print(f"\n2. cold start: first payload of {subjects} subjects (track chosen by the registry)")
+    print(
+        f"\n2. cold start: first payload of {subjects} subjects (track chosen by the registry), "
+        f"a fresh engine per round, median of {repeats} rounds"
+    )
 
     registry.reset_requests()
     with PolicyEngine(policies=[], registry=registry.url, settings=settings) as eng:
-        started = time.perf_counter()
-        for name in names:
-            assert eng.evaluate(name, payload).valid is True
-        sequential = time.perf_counter() - started
-        started = time.perf_counter()
-        for name in names:
-            eng.evaluate(name, payload)
-        warm = time.perf_counter() - started
+        if not all(eng.evaluate(name, payload).valid for name in names):
+            raise SystemExit("a synthetic subject rejects its payload")
     requests = registry.count("/versions/")
-
-    registry.reset_requests()
-    with PolicyEngine(policies=[], registry=registry.url, settings=settings) as eng:
-
-        async def all_at_once() -> None:
-            decisions = await asyncio.gather(*(eng.aevaluate(n, payload) for n in names))
-            assert all(d.valid for d in decisions)
-
-        started = time.perf_counter()
-        asyncio.run(all_at_once())
-        concurrent = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory() as tmp:
         for n, name in enumerate(names):
             (Path(tmp) / name).mkdir()
             (Path(tmp) / name / "v2.json").write_text(json.dumps(subject_schema(n)))
-        with PolicyEngine(policies=[], registry=tmp, settings=settings) as eng:
-            started = time.perf_counter()
-            for name in names:
-                eng.evaluate(name, payload)
-            embedded = time.perf_counter() - started
+        http = FreshEngines(
+            lambda: PolicyEngine(policies=[], registry=registry.url, settings=settings)
+        )
+        concurrent = FreshEngines(
+            lambda: PolicyEngine(policies=[], registry=registry.url, settings=settings)
+        )
+        embedded = FreshEngines(lambda: PolicyEngine(policies=[], registry=tmp, settings=settings))
 
-    print(
-        f"   http, one after the other:  {sequential * 1000:8.1f} ms  "
-        f"({sequential / subjects * 1000:.2f} ms per subject, {requests} registry requests)"
-    )
-    print(f"   http, {subjects} asyncio tasks:     {concurrent * 1000:8.1f} ms")
-    print(f"   embedded, one after other:  {embedded * 1000:8.1f} ms")
-    print(f"   then warm, all {subjects}:          {warm * 1000:8.3f} ms")
+        def all_at_once(items: Sequence[Any]) -> None:
+            eng = concurrent.current()
+
+            async def gather() -> None:
+                await asyncio.gather(*(eng.aevaluate(name, payload) for name in items))
+
+            asyncio.run(gather())
+
+        with PolicyEngine(policies=[], registry=registry.url, settings=settings) as warm_engine:
+            cases = [
+                Case(
+                    "http, one after the other",
+                    each_subject(http.current, payload),
+                    names,
+                    fixed_calls=subjects,
+                    setup=http.setup,
+                    teardown=http.teardown,
+                ),
+                Case(
+                    f"http, {subjects} asyncio tasks",
+                    all_at_once,
+                    names,
+                    fixed_calls=subjects,
+                    setup=concurrent.setup,
+                    teardown=concurrent.teardown,
+                ),
+                Case(
+                    "embedded, one after other",
+                    each_subject(embedded.current, payload),
+                    names,
+                    fixed_calls=subjects,
+                    setup=embedded.setup,
+                    teardown=embedded.teardown,
+                ),
+                Case("http, then warm", each_subject(lambda: warm_engine, payload), names),
+            ]
+            measure(cases, repeats)
+
+    for case in cases:
+        total = case.median * subjects
+        print(
+            f"   {case.name + ':':<28} {total / 1e6:8.2f} ms for {subjects} "
+            f"({fmt_ns(case.median)} per subject, {fmt_ns(case.minimum)}-"
+            f"{fmt_ns(case.maximum)})"
+        )
+    print(f"   registry requests of one cold pass: {requests}")
 
 
-def run_outage(
-    eng: PolicyEngine, names: list[str], payload: dict[str, Any], seconds: float
-) -> array[int]:
-    """Evaluate round-robin for ``seconds``; every call's latency in ns."""
-    latencies: array[int] = array("q")
-    clock = time.perf_counter_ns
-    deadline = clock() + int(seconds * 1e9)
-    i = 0
-    count = len(names)
-    while True:
-        name = names[i % count]
-        i += 1
-        start = clock()
-        eng.evaluate(name, payload)
-        end = clock()
-        latencies.append(end - start)
-        if end > deadline:
-            return latencies
+def each_subject(
+    engine: Callable[[], PolicyEngine], payload: dict[str, Any]
+) -> Callable[[Sequence[Any]], None]:
+    """A body evaluating ``payload`` once for each subject of the round, on ``engine()``
+    (the round's fresh engine for a cold start)."""
+
+    def body(items: Sequence[Any]) -> None:
+        evaluate = engine().evaluate
+        for name in items:
+            evaluate(name, payload)
+
+    return body
 
 
 def bench_outage(
@@ -187,18 +240,22 @@ def bench_outage(
                 registry.inject(Fault.slow(3600))
             else:
                 registry.stop()
-            latencies = run_outage(eng, names, payload, seconds)
+            recorded = latencies(lambda name: eng.evaluate(name, payload), names, seconds)
             asked = dict(observer.requests)
             assert all(eng.evaluate(n, payload).valid for n in names)  # still validating
             registry.heal()
             registry.start()
-            started = time.perf_counter()
-            while observer.requests["ok"] == 0 and time.perf_counter() - started < 120:
+
+            def answered(
+                eng: PolicyEngine = eng, observer: RecordingRegistryObserver = observer
+            ) -> bool:
                 for name in names:
                     eng.evaluate(name, payload)
-            recovered = time.perf_counter() - started
+                return observer.requests["ok"] > 0
 
-        ordered = sorted(latencies)
+            recovered = seconds_until(answered, timeout=120)
+
+        ordered = sorted(recorded)
         waited = [v for v in ordered if v > 5_000_000]  # more than 5 ms: a registry round trip
         rest = ordered[: len(ordered) - len(waited)]
         total = len(ordered)
@@ -222,13 +279,16 @@ def bench_outage(
             f"     all payloads: p99 {percentile(ordered, 0.99) / 1000:.1f} us, "
             f"p99.99 {percentile(ordered, 0.9999) / 1e6:.2f} ms, max {ordered[-1] / 1e6:.1f} ms"
         )
-        print(f"     registry back: first successful request after {recovered:.2f} s")
+        back = "not within 120 s" if recovered is None else f"after {recovered:.2f} s"
+        print(f"     registry back: first successful request {back}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per round (warm)")
     parser.add_argument("--repeats", type=int, default=15, help="rounds (the median is shown)")
+    parser.add_argument(
+        "--round-ms", type=float, default=20.0, help="duration of one warm round of a case (20 ms)"
+    )
     parser.add_argument("--subjects", type=int, default=100, help="subjects for the cold start")
     parser.add_argument("--outage", type=float, default=10.0, help="seconds of outage per kind")
     parser.add_argument("--outage-subjects", type=int, default=10, help="warm subjects")
@@ -236,13 +296,14 @@ def main() -> int:
     parser.add_argument("--ttl", type=float, default=1.0, help="REGISTRY_CACHE_TTL, seconds")
     args = parser.parse_args()
 
-    print("policy-engine HTTP registry benchmark (FakeSchemaRegistry on 127.0.0.1)")
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
+    print(header("policy-engine HTTP registry benchmark (FakeSchemaRegistry on 127.0.0.1)") + "\n")
+    started_load = load()
     with FakeSchemaRegistry() as registry:
         serve_examples(registry)
-        bench_warm(registry, args.calls, args.repeats)
-        bench_cold(registry, args.subjects)
+        bench_warm(registry, args.repeats, args.round_ms)
+        bench_cold(registry, args.subjects, args.repeats)
         bench_outage(registry, args.outage_subjects, args.outage, args.timeout, args.ttl)
+    print(f"\nmachine: {started_load} at the start, {load()} at the end")
     return 0
 
 

@@ -9,12 +9,16 @@ Run: ``python benchmarks/bench_reload.py`` (from the repository root). Prints:
 3. ``evaluate`` throughput while the policy file changes every 100 ms, against no reloads, in
    the same run (target: >= 90 %).
 
+The loads and the throughput are measured with ``common.measure`` (interleaved rounds); the
+latency of a change with ``common.seconds_until``.
+
 Everything runs in a temporary directory; nothing is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -22,14 +26,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from itertools import count
 from pathlib import Path
+from typing import Any
 
+from common import (
+    ROOT,
+    SCHEMA,
+    Case,
+    header,
+    load,
+    measure,
+    paired_ratios,
+    percentile,
+    repeat,
+    seconds_until,
+)
 from policy_engine import PolicyEngine, load_policy_set
 from policy_engine.policy.load import ParseCache
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = "marketdata.TradeEvent"
 PAYLOAD = {
     "symbol": "AAPL",
     "venue": "XNAS",
@@ -48,11 +64,6 @@ def policy(version: int) -> str:
     return "#\n" * (version % 7) + (
         f"version: 1\nschemas:\n  {SCHEMA}:\n    mode: warn\n    canary: {version % 100}\n"
     )
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def configmap_update(root: Path, version: int, text: str) -> None:
@@ -77,26 +88,30 @@ def change_latency(kind: str, changes: int, workdir: Path) -> list[float]:
         configmap_update(root, 0, policy(0))
     else:
         (root / "p.yaml").write_text(policy(0))
-    latencies: list[float] = []
+    found: list[float] = []
     with PolicyEngine(str(root), str(ROOT / "schemas")) as engine:
         engine.start_watching()
         for version in range(1, changes + 1):
             text = policy(version)
-            started = time.perf_counter()
-            if kind == "write":
-                (root / "p.yaml").write_text(text)
-            elif kind == "rename":
-                (root / ".p.yaml.tmp").write_text(text)
-                os.replace(root / ".p.yaml.tmp", root / "p.yaml")
-            else:
-                configmap_update(root, version, text)
-            deadline = started + 10
-            while engine.evaluate(SCHEMA, PAYLOAD, track="v2").canary != version % 100:
-                if time.perf_counter() > deadline:
-                    raise SystemExit(f"{kind}: change {version} not seen within 10 s")
-            latencies.append(time.perf_counter() - started)
+
+            def change(version: int = version, text: str = text) -> None:
+                if kind == "write":
+                    (root / "p.yaml").write_text(text)
+                elif kind == "rename":
+                    (root / ".p.yaml.tmp").write_text(text)
+                    os.replace(root / ".p.yaml.tmp", root / "p.yaml")
+                else:
+                    configmap_update(root, version, text)
+
+            def seen(version: int = version) -> bool:
+                return engine.evaluate(SCHEMA, PAYLOAD, track="v2").canary == version % 100
+
+            latency = seconds_until(seen, change, timeout=10)
+            if latency is None:
+                raise SystemExit(f"{kind}: change {version} not seen within 10 s")
+            found.append(latency)
             time.sleep(0.05)  # let the watcher go idle, as between real deployments
-    return latencies
+    return found
 
 
 def big_policy(directory: Path, rules: int, style: str) -> None:
@@ -129,66 +144,108 @@ def big_policy(directory: Path, rules: int, style: str) -> None:
     (directory / "globs.yaml").write_text("\n".join(globs) + "\n")
 
 
-def load_time(rules: int, style: str, workdir: Path, repeats: int) -> tuple[float, float]:
-    """Median seconds of a cold load, and of a reload after one file of the set changed."""
+def load_cases(rules: int, style: str, workdir: Path) -> list[Case]:
+    """A cold load of the set, and a reload after one file of it changed (parse cache warm)."""
     directory = workdir / f"big-{rules}-{style}"
     big_policy(directory, rules, style)
     names = [f"team{i % 50}.Event{i}" for i in range(rules)]
-    cold, warm = [], []
-    for round_ in range(repeats):
-        started = time.perf_counter()
-        load_policy_set([directory], known_schemas=names)
-        cold.append(time.perf_counter() - started)
-        cache = ParseCache()
+    cache = ParseCache()
+    edits = count()
+
+    def cold(items: Sequence[Any]) -> None:
+        for _ in items:
+            load_policy_set([directory], known_schemas=names)
+
+    def edit_one_file() -> None:
+        # Untimed: the cache holds the set as it is, then one of its files changes.
         load_policy_set([directory], known_schemas=names, cache=cache)
         with (directory / "globs.yaml").open("a") as handle:
-            handle.write(f"# edit {round_}\n")
-        started = time.perf_counter()
-        load_policy_set([directory], known_schemas=names, cache=cache)
-        warm.append(time.perf_counter() - started)
-    return statistics.median(cold), statistics.median(warm)
+            handle.write(f"# edit {next(edits)}\n")
+
+    def reload(items: Sequence[Any]) -> None:
+        for _ in items:
+            load_policy_set([directory], known_schemas=names, cache=cache)
+
+    label = f"{rules:>6} {style:<8}"
+    return [
+        Case(f"{label} {'cold load':<24}", cold, fixed_calls=1),
+        Case(f"{label} {'reload, 1 file changed':<24}", reload, fixed_calls=1, setup=edit_one_file),
+    ]
 
 
-def throughput(seconds: float, workdir: Path, reload_every: float | None) -> float:
-    """Evaluations per second over ``seconds``, with the file changing every ``reload_every``."""
-    root = workdir / f"tput-{reload_every}"
-    root.mkdir(parents=True)
-    (root / "p.yaml").write_text(policy(1))
-    stop = threading.Event()
+class Flipper:
+    """Rewrites a policy file (temp file + rename) every ``every`` seconds while switched on."""
 
-    def flipper() -> None:
-        version = 1
-        while not stop.wait(reload_every):
-            version += 1
-            (root / ".p.tmp").write_text(policy(version))
-            os.replace(root / ".p.tmp", root / "p.yaml")
+    def __init__(self, root: Path, every: float) -> None:
+        self.root = root
+        self.every = every
+        self.version = 1
+        self.on = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
-    with PolicyEngine(str(root), str(ROOT / "schemas")) as engine:
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if not self.on.wait(0.05):
+                continue
+            if self.stop.wait(self.every):
+                return
+            if self.on.is_set():
+                self.version += 1
+                (self.root / ".p.tmp").write_text(policy(self.version))
+                os.replace(self.root / ".p.tmp", self.root / "p.yaml")
+
+    def start(self) -> None:
+        """Start changing the file (a round's setup)."""
+        self.on.set()
+
+    def pause(self) -> None:
+        """Stop changing the file and give the watcher time to finish its reload (a round's
+        teardown), so that the next case's round does not pay for it."""
+        self.on.clear()
+        time.sleep(0.3)
+
+    def close(self) -> None:
+        """Stop the thread."""
+        self.stop.set()
+        self.on.set()
+        self.thread.join()
+
+
+def throughput_cases(workdir: Path, every: float, stack: contextlib.ExitStack) -> list[Case]:
+    """evaluate on an engine watching a file that changes every ``every`` seconds, and on one
+    watching a file that never changes."""
+    cases = []
+    for name, flips in (("no reloads", False), (f"reload every {every * 1000:.0f} ms", True)):
+        root = workdir / f"tput-{flips}"
+        root.mkdir(parents=True)
+        (root / "p.yaml").write_text(policy(1))
+        engine = stack.enter_context(PolicyEngine(str(root), str(ROOT / "schemas")))
         engine.start_watching()
-        thread = threading.Thread(target=flipper) if reload_every else None
-        if thread:
-            thread.start()
-        count = 0
-        evaluate: Callable[..., object] = engine.evaluate
-        started = time.perf_counter()
-        end = started + seconds
-        while time.perf_counter() < end:
-            for _ in range(1000):
-                evaluate(SCHEMA, PAYLOAD, track="v2")
-            count += 1000
-        elapsed = time.perf_counter() - started
-        stop.set()
-        if thread:
-            thread.join()
-    return count / elapsed
+        case = Case(name, repeat(engine.evaluate, SCHEMA, PAYLOAD))
+        if flips:
+            flipper = Flipper(root, every)
+            stack.callback(flipper.close)
+            case.setup, case.teardown = flipper.start, flipper.pause
+        cases.append(case)
+    return cases
 
 
 def main() -> int:
+    """Run the three measurements and print them against their targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=50, help="changes per kind (50)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run length (5)")
+    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of each load (3)")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="rounds of each throughput case (10)"
+    )
+    parser.add_argument(
+        "--round-ms", type=float, default=500.0, help="one throughput round (500 ms)"
+    )
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(header("policy-engine hot-reload benchmark"))
+    started_load = load()
     with tempfile.TemporaryDirectory(prefix="bench-reload-") as tmp:
         work = Path(tmp)
         print(f"\n1. change -> first evaluation that sees it ({args.changes} changes each)")
@@ -201,26 +258,43 @@ def main() -> int:
             )
         print("   target: p99 <= 500 ms")
 
-        print("\n2. load time of a policy set (median of 3)")
         print(
-            f"   {'rules':>6} {'style':<8} {'cold load ms':>13} {'reload, 1 file changed ms':>27}"
+            f"\n2. load time of a policy set (median of {args.load_rounds} interleaved rounds, "
+            "after one warm-up round)",
+            flush=True,
         )
-        for rules in (1_000, 10_000):
-            for style in ("compact", "full"):
-                cold, warm = load_time(rules, style, work, 3)
-                print(f"   {rules:>6} {style:<8} {cold * 1000:>13.0f} {warm * 1000:>27.0f}")
-        print("   target: <= 1000 ms for 10 000 rules")
+        loads = [
+            case
+            for rules in (1_000, 10_000)
+            for style in ("compact", "full")
+            for case in load_cases(rules, style, work)
+        ]
+        measure(loads, args.load_rounds)
+        print(f"   {'rules':>6} {'style':<8} {'':<24} {'median ms':>10} {'min':>8} {'max':>8}")
+        for case in loads:
+            print(
+                f"   {case.name} {case.median / 1e6:>10.0f} {case.minimum / 1e6:>8.0f} "
+                f"{case.maximum / 1e6:>8.0f}"
+            )
+        print("   target: <= 1000 ms for a cold load of 10 000 rules")
 
-        print(f"\n3. evaluate throughput, {args.seconds:g} s each")
-        # alternate the two conditions so machine noise hits both
-        base, busy = [], []
-        for _ in range(2):
-            base.append(throughput(args.seconds / 2, work / f"b{len(base)}", None))
-            busy.append(throughput(args.seconds / 2, work / f"r{len(busy)}", 0.1))
-        b, r = statistics.mean(base), statistics.mean(busy)
-        print(f"   no reloads:          {b:12,.0f} evaluations/s")
-        print(f"   reload every 100 ms: {r:12,.0f} evaluations/s  ({r / b:.1%} of no reloads)")
+        print(
+            f"\n3. evaluate throughput, {args.rounds} interleaved rounds of ~{args.round_ms:g} ms "
+            "each",
+            flush=True,
+        )
+        with contextlib.ExitStack() as stack:
+            quiet, busy = throughput_cases(work, 0.1, stack)
+            measure([quiet, busy], args.rounds, args.round_ms)
+        share = quiet.median / busy.median  # time per call, so the inverse of the throughputs
+        pairs = paired_ratios(quiet, busy)
+        for case in (quiet, busy):
+            print(f"   {case.name + ':':<21} {1e9 / case.median:12,.0f} evaluations/s")
+        print(
+            f"   reloading / no reloads: {share:.1%} (per round {min(pairs):.1%}-{max(pairs):.1%})"
+        )
         print("   target: >= 90 %")
+    print(f"\nmachine: {started_load} at the start, {load()} at the end")
     return 0
 
 
