@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
@@ -59,9 +60,11 @@ log = logging.getLogger("policy_engine")
 logging.getLogger("policy_engine").addHandler(logging.NullHandler())  # the application decides
 decision_log = logging.getLogger("policy_engine.decisions")
 
-#: Routes cached per policy set; names past this (invented by a bad producer) are resolved
-#: on every payload instead of growing memory.
+#: Routes cached per policy set for names the registry or the policies know.
 MAX_ROUTES = 10_000
+#: Routes of names nobody knows (a producer's typo or invention), kept apart in a small LRU so a
+#: flood of invented names can neither grow memory nor push real schemas out of the cache.
+MAX_UNKNOWN_ROUTES = 1_024
 #: A warn-mode failure is logged at most once per this many seconds per (schema, track); the
 #: next log line says how many were suppressed in between.
 FAILURE_LOG_INTERVAL = 10.0
@@ -101,13 +104,14 @@ _SKIPPED: Final = Action.SKIPPED
 class _PolicyState:
     """A policy set and the routes resolved from it; swapped whole on reload."""
 
-    __slots__ = ("checksum", "policy_set", "routes", "rules", "warned_ties")
+    __slots__ = ("checksum", "policy_set", "routes", "rules", "unknown_routes", "warned_ties")
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self.checksum = policy_set.checksum
         self.routes: dict[tuple[str, str | None], EngineRoute] = {}
         self.rules: dict[tuple[str, str], EffectiveRule] = {}  # resolved once per (schema, track)
+        self.unknown_routes: OrderedDict[tuple[str, str | None], EngineRoute] = OrderedDict()
         self.warned_ties: set[str] = set()
 
 
@@ -404,6 +408,7 @@ class PolicyEngine:
             log.exception("listing the registry's schemas failed")
             return None
         self._registry_listing = listing
+        self._schemas.use_listing(listing, self._clock())
         return listing
 
     # ------------------------------------------------------------------ evaluation
@@ -613,13 +618,34 @@ class PolicyEngine:
         *,
         cache: bool = True,
     ) -> EngineRoute:
-        """Resolve (schema, track) once; ``track=None`` asks the registry which track to use."""
+        """Resolve (schema, track) once; ``track=None`` asks the registry which track to use.
+
+        Routes of names the registry and the policies know are cached for the policy set; those
+        of unknown names in a small LRU of their own (``MAX_UNKNOWN_ROUTES``)."""
+        pair = (schema, track)
+        unknown = state.unknown_routes
+        if cache and unknown:
+            held = unknown.get(pair)
+            if held is not None and now < held.expires:
+                unknown.move_to_end(pair)
+                return held
         expires = _POS
         chosen = track
         if chosen is None and not self.settings.registry_enabled:
             chosen = self.settings.prefer_track  # REGISTRY_ENABLED=false: the registry is not asked
         elif chosen is None:
             chosen, expires = self._schemas.choose_track(schema, now)
+        listed = self._schemas.lists(schema) if self.settings.registry_enabled else None
+        if listed is False and schema not in state.policy_set.exact:
+            # The registry's listing rules the name out (a typo, or a producer inventing
+            # names): one shared "not found" slot per track, no fetch, nothing per name kept.
+            slot = self._schemas.absent_slot(chosen)
+            expires = min(expires, self._schemas.listing_expires)
+        else:
+            slot = self._schemas.slot(schema, chosen)
+        # Named exactly by a policy, or held by the registry (as far as its listing and its
+        # answers tell; with no listing, a name counts as known until the registry says not).
+        known = schema in state.policy_set.exact or (listed is not False and not slot.missing)
         # One rule object per (schema, track) and policy set, however the payload named its
         # track: guardrails key their state on it, and equal objects compare by identity.
         shared = state.rules.get((schema, chosen))
@@ -627,7 +653,7 @@ class PolicyEngine:
             rule, rival = shared, None
         else:
             rule, rival = rule_for(state.policy_set, schema, chosen, self.settings.enforcement)
-            if len(state.rules) < MAX_ROUTES:
+            if known and len(state.rules) < MAX_ROUTES:
                 state.rules[(schema, chosen)] = rule
         tie = rival is not None and rule.ref is not None and schema not in state.warned_ties
         if tie and len(state.warned_ties) < MAX_ROUTES:
@@ -642,11 +668,21 @@ class PolicyEngine:
                 rival.where,
                 rule.ref.pattern,
             )
-        route = self._new_route(rule, state, self._schemas.slot(schema, chosen), expires)
+        if not known:  # ask again when the "not found" expires: the schema may appear
+            expires = min(expires, max(slot.expires, now))
+        route = self._new_route(rule, state, slot, expires)
         route.canary_at(now)
-        routes = state.routes
-        if cache and (len(routes) < MAX_ROUTES or (schema, track) in routes):
-            routes[(schema, track)] = route
+        if not cache:
+            return route
+        if known:
+            routes = state.routes
+            if len(routes) < MAX_ROUTES or pair in routes:
+                routes[pair] = route
+        else:
+            unknown[pair] = route
+            unknown.move_to_end(pair)
+            if len(unknown) > MAX_UNKNOWN_ROUTES:
+                unknown.popitem(last=False)
         return route
 
     def _no_schema(
@@ -657,7 +693,7 @@ class PolicyEngine:
         why = str(error) if error is not None else "schema not fetched"
         rejected = rule.on_registry_error == "reject" and mode is Mode.STRICT
         if slot.missing:
-            self._log_missing(slot, rejected, now)
+            self._log_missing(rule, slot, rejected, now)
         if rejected:
             violation = Violation("", "registry", f"no usable schema: {why}")
             extra = f"no usable schema ({why}); rejected"
@@ -665,10 +701,13 @@ class PolicyEngine:
         extra = f"no usable schema ({why}); skipped"
         return None, Action.SKIPPED, (), f"{note}; {extra}" if note else extra
 
-    def _log_missing(self, slot: SchemaSlot, rejected: bool, now: float) -> None:
+    def _log_missing(
+        self, rule: EffectiveRule, slot: SchemaSlot, rejected: bool, now: float
+    ) -> None:
         # A schema the registry does not have is usually a producer's typo: say so, once per
-        # minute per (schema, track), and at most MISSING_LOG_BUDGET lines a minute in all, so
-        # a producer inventing names cannot flood the logs either.
+        # minute per slot (names the listing rules out share one per track), and at most
+        # MISSING_LOG_BUDGET lines a minute in all, so a producer inventing names cannot flood
+        # the logs either.
         if now - slot.last_logged < LOG_INTERVAL_SECONDS:
             return
         window = self._missing_log
@@ -680,10 +719,10 @@ class PolicyEngine:
         slot.last_logged = now
         log.warning(
             "schema %s track %s is not in the registry; its payloads are %s",
-            slot.schema,
-            slot.track,
+            rule.schema,
+            rule.track,
             "rejected (on_registry_error: reject)" if rejected else "skipped, not validated",
-            extra={"schema": slot.schema, "track": slot.track},
+            extra={"schema": rule.schema, "track": rule.track},
         )
 
     def _log_failure(self, decision: Decision, now: float) -> None:
@@ -768,8 +807,9 @@ class PolicyEngine:
             self._watcher = None
 
     def close(self) -> None:
-        """Stop watching and release the schema source."""
+        """Stop watching, stop refreshing schemas in the background, release the source."""
         self.stop_watching()
+        self._schemas.close()
         self.source.close()
 
     def __enter__(self) -> PolicyEngine:

@@ -9,15 +9,28 @@ Track choice and prefetching are written once, as plans (generators yielding the
 a fetch), and driven two ways: ``choose_track``/``prepare`` refresh with ``source.fetch``,
 ``aprepare`` with ``await source.afetch`` when the source has one (``HttpSchemaSource``), else
 ``source.fetch`` in a worker thread. Either way the event loop never waits on registry I/O.
+
+No payload waits for a schema it already has: once a slot holds a validator, an expired slot is
+refreshed in the background (one refresh per slot at a time, on a few daemon threads) and the
+stale validator keeps serving meanwhile, so a registry that hangs costs nothing on the hot path.
+A sequence number per fetch makes sure a late answer never puts an older validator back. Only a
+schema never fetched is waited for (bounded by the source's timeout).
+
+The registry's listing (``use_listing``, from each policy load) answers "no such schema" for
+names it does not hold without asking the source: a producer inventing names costs a set lookup,
+not a directory walk or an HTTP request per name. A listing older than the TTL keeps answering
+while a new one is fetched in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import TypeAlias, TypeVar
 
 from policy_engine.errors import RegistryError, RegistryUnavailableError, SchemaNotFoundError
@@ -38,12 +51,26 @@ MAX_SLOTS = 10_000
 ERROR_RETRY_SECONDS = 10.0
 #: A registry error for a (schema, track) is logged at most once per this many seconds.
 LOG_INTERVAL_SECONDS = 60.0
+#: Threads refreshing expired schemas in the background, and refreshes that may wait for one;
+#: past that, a slot keeps its stale validator and tries again at its next expiry.
+REFRESH_THREADS = 2
+MAX_QUEUED_REFRESHES = 1_000
 
 
 class SchemaSlot:
     """What the cache knows about one (schema, track): a validator, or why there is none."""
 
-    __slots__ = ("compiled", "error", "expires", "last_logged", "missing", "schema", "track")
+    __slots__ = (
+        "applied",
+        "compiled",
+        "error",
+        "expires",
+        "last_logged",
+        "missing",
+        "refreshing",
+        "schema",
+        "track",
+    )
 
     def __init__(self, schema: str, track: str) -> None:
         self.schema = schema
@@ -53,6 +80,10 @@ class SchemaSlot:
         self.missing = False  # the registry said "not found" (as opposed to failing)
         self.expires = float("-inf")
         self.last_logged = float("-inf")
+        #: Whether a background refresh of this slot is queued or running.
+        self.refreshing = False
+        #: The sequence number of the fetch whose answer the slot holds (later ones win).
+        self.applied = -1
 
 
 class SchemaCache:
@@ -82,6 +113,14 @@ class SchemaCache:
         # Held while compiling: callers that fetched the same new version at once (after a
         # single-flight registry request) wait for one compilation instead of each compiling.
         self._compile_lock = threading.Lock()
+        self._sequence = itertools.count()
+        self._refresher: _Refresher | None = None
+        # The registry's listing: schema -> tracks, trusted until _listing_expires (then it
+        # keeps answering while a new one is fetched in the background).
+        self._listing: Mapping[str, tuple[str, ...]] | None = None
+        self._listing_expires = float("-inf")
+        self._listing_refreshing = False
+        self._absent: dict[str, SchemaSlot] = {}
 
     # ------------------------------------------------------------------ lookups (hot path)
 
@@ -117,6 +156,11 @@ class SchemaCache:
         cached = self._tracks.get(schema)
         if cached is not None and now < cached[1]:
             return cached
+        listing = self._listing
+        if listing is not None and schema not in listing:
+            # Ruled out by the listing: nothing to fetch, nothing per name kept.
+            self._check_listing(now)
+            return self.prefer_track, max(self._listing_expires, now)
         slot = self.slot(schema, self.prefer_track)
         if now >= slot.expires:
             yield slot
@@ -192,14 +236,12 @@ class SchemaCache:
     # ------------------------------------------------------------------ refresh
 
     def refresh(self, slot: SchemaSlot, now: float) -> None:
-        """Ask the source for the slot's schema; keep the last good validator if that fails."""
-        try:
-            doc = self.source.fetch(slot.schema, slot.track)
-            compiled = self._compile(doc)
-        except Exception as exc:
-            self._failed(slot, now, exc)
+        """Bring an expired slot up to date. A slot that holds a validator keeps serving it and
+        is refreshed in the background; one with nothing to serve is fetched now."""
+        if slot.compiled is not None:
+            self._refresh_later(slot, now)
             return
-        self._succeeded(slot, now, compiled)
+        self._fetch(slot, now)
 
     async def arefresh(
         self,
@@ -208,15 +250,147 @@ class SchemaCache:
         afetch: Callable[[str, str], Awaitable[SchemaDocument]],
     ) -> None:
         """``refresh`` for asyncio, fetching with ``afetch``; a new version compiles in a thread."""
+        if slot.compiled is not None:
+            self._refresh_later(slot, now)
+            return
+        if self._listed_absent(slot, now):
+            self._failed(slot, now, self._absent_error(slot), next(self._sequence))
+            return
+        sequence = next(self._sequence)
         try:
             doc = await afetch(slot.schema, slot.track)
             compiled = self._compiled.get((doc.schema, doc.track, doc.version))
             if compiled is None:
                 compiled = await asyncio.to_thread(self._compile, doc)
         except Exception as exc:
-            self._failed(slot, now, exc)
+            self._failed(slot, now, exc, sequence)
             return
-        self._succeeded(slot, now, compiled)
+        self._succeeded(slot, now, compiled, sequence)
+
+    def _fetch(self, slot: SchemaSlot, now: float) -> None:
+        """Ask the source for the slot's schema (unless the listing says it has none); keep the
+        last good validator if that fails."""
+        sequence = next(self._sequence)
+        if self._listed_absent(slot, now):
+            self._failed(slot, now, self._absent_error(slot), sequence)
+            return
+        try:
+            doc = self.source.fetch(slot.schema, slot.track)
+            compiled = self._compile(doc)
+        except Exception as exc:
+            self._failed(slot, now, exc, sequence)
+            return
+        self._succeeded(slot, now, compiled, sequence)
+
+    def _refresh_later(self, slot: SchemaSlot, now: float) -> None:
+        """Queue a background refresh of ``slot`` (one at a time per slot)."""
+        if slot.refreshing:
+            return
+        slot.refreshing = True
+        # Until the refresh answers, the slot is not expired: payloads do not ask again.
+        slot.expires = now + min(self.ttl, ERROR_RETRY_SECONDS)
+
+        def run() -> None:
+            try:
+                self._fetch(slot, self._clock())
+            finally:
+                slot.refreshing = False
+
+        if not self._background(run):
+            slot.refreshing = False
+
+    def _background(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` on a refresh thread; ``False`` if too many are waiting already."""
+        refresher = self._refresher
+        if refresher is None:
+            with self._lock:
+                if self._refresher is None:
+                    self._refresher = _Refresher()
+                refresher = self._refresher
+        return refresher.submit(work)
+
+    def wait_for_refreshes(self, timeout: float = 10.0) -> bool:
+        """Wait until no background refresh is queued or running (tests, orderly shutdown)."""
+        refresher = self._refresher
+        return True if refresher is None else refresher.wait_idle(timeout)
+
+    def close(self) -> None:
+        """Stop the refresh threads (a refresh in flight finishes in its daemon thread)."""
+        refresher = self._refresher
+        if refresher is not None:
+            refresher.stop()
+
+    # ------------------------------------------------------------------ the listing
+
+    def use_listing(self, listing: Mapping[str, tuple[str, ...]] | None, now: float) -> None:
+        """Trust ``listing`` (the registry's schemas and their tracks) for one TTL to answer
+        "not found" without asking; ``None`` (could not list) keeps the last one. An empty
+        listing is not trusted: a source that cannot list (a custom one) answers with nothing,
+        and must not make every name "not found"."""
+        if not listing:
+            return
+        self._listing = listing
+        self._listing_expires = max(now, self._clock()) + self.ttl
+
+    def lists(self, schema: str) -> bool | None:
+        """Whether the listing holds ``schema``; ``None`` when there is no listing."""
+        listing = self._listing
+        return None if listing is None else schema in listing
+
+    @property
+    def listing_expires(self) -> float:
+        """When the listing should be fetched again (it answers meanwhile)."""
+        return self._listing_expires
+
+    def absent_slot(self, track: str) -> SchemaSlot:
+        """The one slot every name the listing rules out shares on ``track``: not found, never
+        fetched (callers ask ``lists`` again once ``listing_expires`` passes)."""
+        slot = self._absent.get(track)
+        if slot is None:
+            slot = SchemaSlot("(not in the registry's listing)", track)
+            slot.missing = True
+            slot.expires = float("inf")
+            slot.error = SchemaNotFoundError(
+                f"the registry lists no such schema with track {track}", track=track
+            )
+            with self._lock:
+                slot = self._absent.setdefault(track, slot)
+        return slot
+
+    def _listed_absent(self, slot: SchemaSlot, now: float) -> bool:
+        """Whether the listing says the registry has no such schema or track."""
+        listing = self._listing
+        if listing is None:
+            return False
+        self._check_listing(now)
+        tracks = listing.get(slot.schema)
+        return tracks is None or slot.track not in tracks
+
+    def _check_listing(self, now: float) -> None:
+        """Fetch a new listing in the background once this one is older than the TTL."""
+        if now < self._listing_expires or self._listing_refreshing:
+            return
+        self._listing_refreshing = True
+
+        def relist() -> None:
+            try:
+                self.use_listing(dict(self.source.known_schemas()), self._clock())
+            except Exception as exc:  # keep the old listing; try again a little later
+                log.warning("cannot list the registry's schemas: %s", exc)
+                self._listing_expires = self._clock() + min(self.ttl, ERROR_RETRY_SECONDS)
+            finally:
+                self._listing_refreshing = False
+
+        if not self._background(relist):
+            self._listing_refreshing = False
+
+    @staticmethod
+    def _absent_error(slot: SchemaSlot) -> SchemaNotFoundError:
+        return SchemaNotFoundError(
+            f"the registry lists no schema {slot.schema} track {slot.track}",
+            schema=slot.schema,
+            track=slot.track,
+        )
 
     def _expiry(self, now: float, seconds: float) -> float:
         # Counted from when the fetch ended, not began: a source with a TTL cache of its own
@@ -224,14 +398,22 @@ class SchemaCache:
         # schema is picked up after one TTL, not two.
         return max(now, self._clock()) + seconds
 
-    def _succeeded(self, slot: SchemaSlot, now: float, compiled: CompiledSchema) -> None:
+    def _succeeded(
+        self, slot: SchemaSlot, now: float, compiled: CompiledSchema, sequence: int
+    ) -> None:
+        if sequence < slot.applied:
+            return  # a later fetch has answered already: never put an older validator back
+        slot.applied = sequence
         slot.compiled, slot.error, slot.missing = compiled, None, False
         slot.expires = self._expiry(now, self.ttl)
         if self._missing:
             with self._lock:
                 self._missing.pop((slot.schema, slot.track), None)
 
-    def _failed(self, slot: SchemaSlot, now: float, exc: Exception) -> None:
+    def _failed(self, slot: SchemaSlot, now: float, exc: Exception, sequence: int) -> None:
+        if sequence < slot.applied:
+            return  # a later fetch has answered already
+        slot.applied = sequence
         if isinstance(exc, SchemaNotFoundError):
             slot.compiled, slot.error, slot.missing = None, exc, True
             slot.expires = self._expiry(now, self.ttl)
@@ -274,3 +456,59 @@ class SchemaCache:
                         if len(self._compiled) > MAX_SLOTS:
                             self._compiled.popitem(last=False)
         return compiled
+
+
+class _Refresher:
+    """A few daemon threads running background refreshes from a bounded queue.
+
+    Daemon threads, not a ``ThreadPoolExecutor``: a refresh that hangs on a registry must not
+    hold up the interpreter's exit.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(MAX_QUEUED_REFRESHES)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"policy-engine-registry-{i}", daemon=True)
+            for i in range(REFRESH_THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        """Queue ``work``; ``False`` when the queue is full."""
+        try:
+            self._queue.put_nowait(work)
+        except queue.Full:
+            return False
+        return True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every queued piece of work is done; ``False`` on timeout."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def stop(self) -> None:
+        """Let the threads finish once the queue is drained."""
+        for _ in self._threads:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
+
+    def _run(self) -> None:
+        while True:
+            work = self._queue.get()
+            try:
+                if work is None:
+                    return
+                work()
+            except Exception:  # a refresh must never kill the thread
+                log.exception("background schema refresh failed")
+            finally:
+                self._queue.task_done()

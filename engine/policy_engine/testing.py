@@ -24,8 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from policy_engine.engine import PolicyEngine
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
@@ -450,4 +453,20 @@ class RecordingRegistryObserver:
             self.cache[result] += 1
 
 
-__all__ = ["FakeSchemaRegistry", "Fault", "RecordedRequest", "RecordingRegistryObserver"]
+def wait_for_refreshes(engine: PolicyEngine, timeout: float = 10.0) -> bool:
+    """Wait until ``engine`` has no schema refresh queued or running in the background.
+
+    An expired schema the engine holds keeps serving while a background thread asks the
+    registry again; a test that changes the registry and moves the clock waits with this before
+    it looks at what the engine fetched. ``False`` if ``timeout`` passed first.
+    """
+    return engine._schemas.wait_for_refreshes(timeout)
+
+
+__all__ = [
+    "FakeSchemaRegistry",
+    "Fault",
+    "RecordedRequest",
+    "RecordingRegistryObserver",
+    "wait_for_refreshes",
+]

@@ -429,6 +429,41 @@ def test_evaluate_never_raises_on_bad_payloads(make_engine, one_rule, mode, name
             assert d.action is not Action.REJECTED
 
 
+#: Keys JSON cannot write in Python: each must still get a bucket, the same one every time.
+ODD_KEYS = {
+    "huge-int": lambda: 10**5000,
+    "deep-list": lambda: _deep([], 100_000),
+    "deep-dict": lambda: _deep({}, 100_000),
+    "set": lambda: {1, 2},
+    "mixed-dict-keys": lambda: {1: "a", "b": 2},
+    "object": object,
+}
+
+
+@pytest.mark.parametrize("where", ["argument", "payload"])
+@pytest.mark.parametrize("name", sorted(ODD_KEYS))
+def test_evaluate_never_raises_for_odd_keys(make_engine, one_rule, where, name):
+    """A canary key that is a huge integer, nested past the recursion limit or not JSON at all,
+    given as argument or found at the key path, gets a decision and a stable bucket."""
+    eng = make_engine(one_rule("shop.Order", "mode: strict\ncanary: 50\nkey: producer.id"))
+    key = ODD_KEYS[name]()
+    buckets = set()
+    for _ in range(2):
+        if where == "argument":
+            d = eng.evaluate("shop.Order", {"id": "x", "price": 1}, key=key)
+            assert d.key_source == "argument"
+        else:
+            d = eng.evaluate("shop.Order", {"id": "x", "price": 1, "producer": {"id": key}})
+            assert d.key_source == "payload"
+        assert d.mode in (Mode.STRICT, Mode.WARN)
+        buckets.add(d.bucket)
+        json.dumps(d.to_dict())
+    assert len(buckets) == 1
+    assert 0 <= buckets.pop() < 10_000
+    assert eng.resolve_mode("shop.Order", key=key) in (Mode.STRICT, Mode.WARN)
+    assert eng.explain("shop.Order", key=key).bucket is not None
+
+
 SURROGATE_SCRIPT = r"""
 import sys
 from policy_engine import PolicyEngine

@@ -19,6 +19,7 @@ from policy_engine import (
     Settings,
 )
 from policy_engine.errors import InvalidSchemaError, RegistryUnavailableError
+from policy_engine.testing import wait_for_refreshes
 
 VALID = {"id": "o-1", "price": 3.5}
 INVALID = {"id": "o-1", "price": -1}
@@ -49,8 +50,21 @@ def test_outage_keeps_a_fallen_back_track(make_engine, one_rule, source, clock):
 
 
 def test_missing_everywhere_keeps_preferred_track(make_engine, source):
-    """A schema with neither track resolves to the preferred track (nothing to fall back to)."""
+    """A schema with neither track resolves to the preferred track (nothing to fall back to);
+    the registry's listing already says so, so nothing is fetched."""
     eng = make_engine()
+    d = eng.evaluate("shop.Nothing", VALID)
+    assert (d.track, d.action) == ("v2", Action.SKIPPED)
+    assert source.fetches[("shop.Nothing", "v2")] == 0
+    assert source.fetches[("shop.Nothing", "v1")] == 0
+
+
+def test_without_a_listing_a_missing_schema_is_asked_for(make_engine, source):
+    """When the registry could not be listed, a name is asked for (both tracks) to learn that
+    it is missing."""
+    source.unavailable = True  # no listing at load time
+    eng = make_engine()
+    source.unavailable = False
     d = eng.evaluate("shop.Nothing", VALID)
     assert (d.track, d.action) == ("v2", Action.SKIPPED)
     assert source.fetches[("shop.Nothing", "v2")] == 1
@@ -58,11 +72,12 @@ def test_missing_everywhere_keeps_preferred_track(make_engine, source):
 
 
 def test_track_choice_is_cached(make_engine, source):
-    """Choosing the track asks the registry once per TTL, not once per payload."""
+    """Choosing the track asks the registry once per TTL, not once per payload (and not at all
+    for a track its listing says the schema lacks)."""
     eng = make_engine()
     for n in range(100):
         eng.evaluate("shop.Legacy", {"name": str(n)})
-    assert source.fetches[("shop.Legacy", "v2")] == 1
+    assert source.fetches[("shop.Legacy", "v2")] == 0
     assert source.fetches[("shop.Legacy", "v1")] == 1
 
 
@@ -132,6 +147,7 @@ def test_stale_schema_served_when_registry_fails(make_engine, one_rule, source, 
     source.unavailable = True
     clock.advance(TTL + 1)
     invalid = eng.evaluate("shop.Order", INVALID, key="k", track="v2")
+    assert wait_for_refreshes(eng)
     valid = eng.evaluate("shop.Order", VALID, key="k", track="v2")
     assert source.fetches[("shop.Order", "v2")] > fetched  # it did ask again
     assert (invalid.action, invalid.valid) == (Action.REJECTED, False)
@@ -157,6 +173,7 @@ def test_fetch_once_per_ttl(make_engine, one_rule, source, clock):
     assert source.fetches[("shop.Order", "v2")] == 1
     clock.advance(TTL)
     eng.evaluate("shop.Order", VALID, key="k", track="v2")
+    assert wait_for_refreshes(eng)
     assert source.fetches[("shop.Order", "v2")] == 2
 
 
@@ -180,13 +197,15 @@ def test_compiled_once_per_version(make_engine, one_rule, source, clock, compile
     for _ in range(5):
         for n in range(20):
             eng.evaluate("shop.Order", {"id": str(n), "price": n}, key="k", track="v2")
+        assert wait_for_refreshes(eng)
         clock.advance(TTL + 1)
     assert source.fetches[("shop.Order", "v2")] == 5
     assert [c[:2] for c in compiles] == [("shop.Order", "v2")]
 
 
 def test_new_version_is_recompiled_after_ttl(make_engine, one_rule, source, clock, compiles):
-    """A changed schema version is compiled and used once the TTL expires."""
+    """A changed schema version is compiled and used once the TTL expires and the background
+    refresh has fetched it."""
     eng = make_engine(one_rule("shop.Order", "mode: strict"))
     payload = {"id": "o-1", "price": 3.5}
     assert eng.evaluate("shop.Order", payload, key="k", track="v2").action is Action.ACCEPTED
@@ -199,6 +218,10 @@ def test_new_version_is_recompiled_after_ttl(make_engine, one_rule, source, cloc
     clock.advance(TTL / 2)  # still within the TTL: the old validator
     assert eng.evaluate("shop.Order", payload, key="k", track="v2").action is Action.ACCEPTED
     clock.advance(TTL)
+    # The payload meeting the expiry is served by the old validator while the new version is
+    # fetched in the background; the ones after it get the new version.
+    assert eng.evaluate("shop.Order", payload, key="k", track="v2").action is Action.ACCEPTED
+    assert wait_for_refreshes(eng)
     after = eng.evaluate("shop.Order", payload, key="k", track="v2")
     assert after.action is Action.REJECTED
     assert [v.keyword for v in after.violations] == ["required"]

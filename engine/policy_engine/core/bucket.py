@@ -46,13 +46,13 @@ def payload_hash_key(payload: Any) -> str:
     """The key of a payload that has none: sha256 of its canonical JSON, as 32 hex digits.
 
     A redelivered message has the same canonical JSON, so it lands in the same bucket. A payload
-    that cannot be serialised (too deep, not JSON data) hashes its type name instead: it still
-    gets a decision, just not a spread-out one.
+    that JSON cannot write (too deep, a huge integer, not JSON data) is hashed through
+    ``structural_text``: still the same for the same payload, never an exception.
     """
     try:
         text = canonical_json(payload)
     except (TypeError, ValueError, RecursionError):
-        text = type(payload).__name__
+        text = structural_text(payload)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -62,13 +62,51 @@ def canary_threshold(canary: float) -> int:
 
 
 def key_text(value: Any) -> str:
-    """A key as text: strings as they are, anything else as compact JSON (``42`` -> ``"42"``)."""
+    """A key as text: strings as they are, anything else as compact JSON (``42`` -> ``"42"``).
+
+    A value JSON cannot write in Python (an integer of more than 4 300 digits, containers nested
+    deeper than the recursion limit, a set) gets ``structural_text`` instead: deterministic, so
+    it still lands in the same bucket everywhere, and never an exception.
+    """
     if isinstance(value, str):  # a str subclass (StrEnum) is a string key, not JSON text
         return str.__str__(value)
     try:
         return canonical_json(value)
     except (TypeError, ValueError, RecursionError):
-        return str(value)
+        return structural_text(value)
+
+
+def structural_text(value: Any) -> str:
+    """A deterministic text for any value, built without recursion: ``~`` and the sha256 of an
+    iterative walk where integers are hexadecimal (no digit limit), mappings sorted by key, and
+    other objects their type name. For keys and payloads JSON cannot write."""
+    digest = hashlib.sha256()
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool) or item is None:
+            digest.update(f"c{item};".encode())
+        elif isinstance(item, int):
+            digest.update(f"i{item:x};".encode())
+        elif isinstance(item, float):
+            digest.update(f"f{item.hex()};".encode())
+        elif isinstance(item, str):
+            digest.update(b"s" + item.encode("utf-8", "surrogatepass") + b";")
+        elif isinstance(item, dict):
+            digest.update(f"d{len(item)};".encode())
+            try:
+                pairs = sorted(item.items(), key=lambda pair: str(pair[0]))
+            except (TypeError, ValueError):
+                pairs = list(item.items())
+            for key, child in reversed(pairs):
+                stack.append(child)
+                stack.append(key if isinstance(key, str) else str(type(key).__name__))
+        elif isinstance(item, list | tuple):
+            digest.update(f"l{len(item)};".encode())
+            stack.extend(reversed(item))
+        else:
+            digest.update(f"o{type(item).__name__};".encode())
+    return "~" + digest.hexdigest()[:32]
 
 
 def key_from_payload(payload: Any, path: tuple[str, ...]) -> str | None:

@@ -243,10 +243,12 @@ class FastEngineMetrics(EngineMetrics):
             cell = Cell(self._store.book(schema_label, track_label), shard)
             shard.cells[(schema_label, track_label)] = cell
         cell.tally.thread = shard.ident
-        # Only names that keep their label are cached: an unknown name may be learned later,
-        # and a flood of invented names must not grow memory.
+        # The route may keep it whatever its labels: a route lives as long as its policy set
+        # (unknown names: a bounded LRU), and labels folded again would give the same cell.
+        self._offer(route, cell.tally)
+        # Only names that keep their label are cached here: an unknown name may be learned
+        # later, and a flood of invented names must not grow memory.
         if schema_label is schema and track_label is track:
-            self._offer(route, cell.tally)
             tracks = shard.names.get(schema)
             if tracks is None:
                 if len(shard.names) >= MAX_CACHED_NAMES:
