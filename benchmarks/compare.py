@@ -992,7 +992,7 @@ def chart(
     ):
         bars = [
             (
-                f"{c.group}: {c.tool} {c.name}" + (" (info)" if c.info else ""),
+                f"{c.group}: {c.tool} {c.name}" + (f" ({c.info})" if c.info else ""),
                 c.median,
                 min(c.samples_ns),
                 max(c.samples_ns),
