@@ -1,12 +1,15 @@
 """Compiled validators and violations as data (SPEC §4), for both backends.
 
 One table of (schema, payload, valid) cases runs against the ``rust`` (jsonschema-rs) and the
-``python`` (jsonschema) backend: both must give the expected answer.
+``python`` (jsonschema) backend: both must give the expected answer, and report the same
+(path, keyword) violations. ``tests/conformance`` runs the official JSON Schema Test Suite.
 """
 
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,10 +24,16 @@ from policy_engine.validate import (
     MAX_DEPTH,
     MAX_MESSAGE_CHARS,
     CompiledSchema,
+    EcmaRegexError,
     can_recurse,
     compile_schema,
+    endless_ref_cycle,
     exceeds_depth,
+    is_ecma_regex,
     json_pointer,
+    keyword_of,
+    known_dialect,
+    translate_ecma_regex,
 )
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
@@ -518,3 +527,441 @@ def test_invalid_schema_is_refused_at_compile_time(backend: str, schema: Any):
     with pytest.raises(InvalidSchemaError) as info:
         _compile(schema, backend)
     assert (info.value.schema, info.value.track) == ("test.Schema", "v1")
+
+
+# --------------------------------------------------------------------------- one answer, one report
+
+FALSE_SUBSCHEMAS = [
+    ("false property", {"properties": {"x": False}}, {"x": 1}, [("/x", "properties")]),
+    ("false root", False, 1, [("", "false")]),
+    ("false items", {"items": False}, [1, 2], [("/0", "items"), ("/1", "items")]),
+    ("false prefixItems", {"prefixItems": [False]}, [1], [("/0", "prefixItems")]),
+    (
+        "false patternProperties",
+        {"patternProperties": {"^x": False}},
+        {"xa": 1},
+        [("/xa", "patternProperties")],
+    ),
+    (
+        "false behind a $ref",
+        {"$defs": {"no": False}, "properties": {"x": {"$ref": "#/$defs/no"}}},
+        {"x": 1},
+        [("/x", "properties")],
+    ),
+    (
+        "false dependentSchemas",
+        {"dependentSchemas": {"a": False}},
+        {"a": 1},
+        [("", "dependentSchemas")],
+    ),
+    (
+        "false additionalProperties",
+        {"additionalProperties": False},
+        {"a": 1, "b": 2},
+        [("", "additionalProperties")],
+    ),
+    (
+        "false additionalItems",
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "items": [{}],
+            "additionalItems": False,
+        },
+        [1, 2],
+        [("", "additionalItems")],
+    ),
+    (
+        "property named like a keyword",
+        {"properties": {"minimum": {"type": "string"}}},
+        {"minimum": 1},
+        [("/minimum", "type")],
+    ),
+]
+
+
+def _reported(schema: Any, payload: Any, backend: str) -> list[tuple[str, str]]:
+    return sorted({(v.path, v.keyword) for v in _compile(schema, backend).check(payload)})
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload"),
+    [pytest.param(*c[1:3], id=c[0]) for c in CASES]
+    + [pytest.param(*c[1:3], id=f"{c[0]}{c[3]}") for c in KEYWORD_CASES]
+    + [pytest.param(*c[1:3], id=c[0]) for c in FALSE_SUBSCHEMAS],
+)
+def test_both_backends_report_the_same_paths_and_keywords(schema: Any, payload: Any):
+    """Every row of the case tables gives the same (path, keyword) violations on both backends."""
+    assert _reported(schema, payload, "rust") == _reported(schema, payload, "python")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("schema", "payload", "expected"),
+    [pytest.param(*c[1:], id=c[0]) for c in FALSE_SUBSCHEMAS],
+)
+def test_false_subschema_is_reported_under_the_keyword_that_holds_it(
+    backend: str, schema: Any, payload: Any, expected: list[tuple[str, str]]
+):
+    """A ``false`` subschema fails under its keyword at the value's path; a false root: "false"."""
+    assert _reported(schema, payload, backend) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "keyword"),
+    [
+        (["properties", "n", "minimum"], "minimum"),
+        (["properties", "x"], "properties"),
+        (["properties", "properties", "type"], "type"),
+        (["allOf", 1, "$ref", "required"], "required"),
+        (["$defs", "a", "$ref"], "$defs"),
+        ([], "false"),
+    ],
+)
+def test_keyword_of_skips_names_indexes_and_refs(path: list[str | int], keyword: str):
+    """``keyword_of`` names the last keyword on a schema path, never a property name or a $ref."""
+    assert keyword_of(path) == keyword
+
+
+# --------------------------------------------------------------------------- $ref scope and cycles
+
+
+NESTED_ID = {
+    "$id": "http://example.com/a.json",
+    "properties": {
+        "foo": {"$id": "b.json", "$defs": {"i": {"type": "string"}}, "$ref": "#/$defs/i"}
+    },
+}
+URN_ID = {
+    "$id": "urn:uuid:deadbeef-1234-0000-0000-4321feebdaed",
+    "properties": {"foo": {"$ref": "urn:uuid:deadbeef-1234-0000-0000-4321feebdaed#/$defs/bar"}},
+    "$defs": {"bar": {"type": "string"}},
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schema", [NESTED_ID, URN_ID], ids=["nested $id", "URN $id"])
+def test_refs_resolve_in_their_id_scope(backend: str, schema: Any):
+    """A ``$ref`` under a nested or URN ``$id`` compiles and validates (it was refused before)."""
+    compiled = _compile(schema, backend)
+    assert compiled.check({"foo": "x"}) == ()
+    assert [(v.path, v.keyword) for v in compiled.check({"foo": 1})] == [("/foo", "type")]
+
+
+MUTUAL = {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {**MUTUAL, "$ref": "#/$defs/a"},
+        {**MUTUAL, "properties": {"x": {"$ref": "#/$defs/a"}}},
+        {"$ref": "#"},
+        {"anyOf": [{"type": "string"}, {"$ref": "#"}]},
+        {
+            "$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"not": {"$ref": "#/$defs/a"}}},
+            "$ref": "#/$defs/a",
+        },
+    ],
+    ids=[
+        "mutual at the root",
+        "mutual under a property",
+        "self",
+        "self in anyOf",
+        "through allOf/not",
+    ],
+)
+def test_refs_that_loop_on_the_same_value_are_refused(backend: str, schema: Any):
+    """A ``$ref`` loop that never moves into the payload is an unusable schema, on both backends."""
+    with pytest.raises(InvalidSchemaError, match=r"\$ref cycle .* never reaches into the payload"):
+        _compile(schema, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "schema",
+    [MUTUAL, TREE, {"$defs": {"a": {"items": {"$ref": "#/$defs/a"}}}, "$ref": "#/$defs/a"}],
+    ids=["unused loop", "tree", "loop through items"],
+)
+def test_refs_that_move_into_the_payload_or_are_unused_compile(backend: str, schema: Any):
+    """A recursion that descends into the payload, or a loop nothing uses, is a usable schema."""
+    compiled = _compile(schema, backend)
+    assert [v.keyword for v in compiled.check({"name": "x", "children": []})] != ["maxDepth"]
+    assert "maxDepth" not in [v.keyword for v in compiled.check([[[]]])]
+
+
+def test_endless_ref_cycle_names_the_loop():
+    """``endless_ref_cycle`` returns the loop's pointers, first one repeated."""
+    assert endless_ref_cycle({**MUTUAL, "$ref": "#/$defs/a"}) == [
+        "#/$defs/a",
+        "#/$defs/b",
+        "#/$defs/a",
+    ]
+    assert endless_ref_cycle(TREE) is None
+
+
+# --------------------------------------------------------------------------- dialects
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://json-schema.org/draft-07/schema#",
+        "https://json-schema.org/draft-07/schema#",
+        "https://json-schema.org/draft-07/schema",
+    ],
+)
+def test_draft_07_is_read_as_draft_07_whatever_the_scheme(backend: str, uri: str):
+    """``exclusiveMinimum: true`` is draft-04 only: a draft-07 schema must refuse it, by any URI."""
+    assert known_dialect(uri) == 7
+    with pytest.raises(InvalidSchemaError):
+        _compile({"$schema": uri, "minimum": 0, "exclusiveMinimum": True}, backend)
+    [violation] = _compile({"$schema": uri, "exclusiveMinimum": 0}, backend).check(0)
+    assert violation.keyword == "exclusiveMinimum"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unknown_meta_schema_is_refused(backend: str):
+    """A ``$schema`` that is no draft and no registry reference is refused, not guessed."""
+    with pytest.raises(InvalidSchemaError):
+        _compile({"$schema": "https://example.com/my-meta", "type": "object"}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dependencies_is_enforced_under_2020_12(backend: str):
+    """Draft 7's ``dependencies`` is enforced by both backends under 2020-12 too."""
+    compiled = _compile({"dependencies": {"a": ["b"], "c": {"required": ["d"]}}}, backend)
+    assert compiled.check({"a": 1, "b": 2, "c": 3, "d": 4}) == ()
+    assert {v.keyword for v in compiled.check({"a": 1, "c": 3})} == {"dependencies", "required"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reference_without_schema_is_read_in_the_referencing_dialect(backend: str):
+    """A draft-07 schema's reference without ``$schema`` is draft-07 (``$id: "#foo"`` anchors)."""
+    common = {"definitions": {"A": {"$id": "#foo", "type": "integer"}}}
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$ref": "http://example.com/common.json#foo",
+    }
+    compiled = _compile(schema, backend, **{"http://example.com/common.json": common})
+    assert compiled.check(1) == ()
+    assert [v.keyword for v in compiled.check("one")] == ["type"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_custom_meta_schema_vocabularies_pick_the_keywords(backend: str):
+    """A custom meta-schema without the validation vocabulary turns ``minimum`` off."""
+    meta = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "http://example.com/meta/no-validation",
+        "$vocabulary": {
+            "https://json-schema.org/draft/2020-12/vocab/applicator": True,
+            "https://json-schema.org/draft/2020-12/vocab/core": True,
+        },
+        "allOf": [
+            {"$ref": "https://json-schema.org/draft/2020-12/meta/applicator"},
+            {"$ref": "https://json-schema.org/draft/2020-12/meta/core"},
+        ],
+    }
+    schema = {
+        "$schema": "http://example.com/meta/no-validation",
+        "properties": {"bad": False, "n": {"minimum": 10}},
+    }
+    compiled = _compile(schema, backend, **{"http://example.com/meta/no-validation": meta})
+    assert compiled.check({"n": 1}) == ()
+    assert [v.keyword for v in compiled.check({"bad": 1})] == ["properties"]
+
+
+# --------------------------------------------------------------------------- ECMA-262 patterns
+
+PATTERNS = [
+    (r"^\p{Letter}+$", "élan", True),
+    (r"^\p{Letter}+$", "42", False),
+    (r"^\p{L}\p{Nd}$", "ক২", True),
+    (r"^\P{Lu}$", "a", True),
+    (r"^\cC$", "\x03", True),
+    (r"^\d$", "\u09ea", False),  # BENGALI DIGIT FOUR is not \d in ECMA-262
+    (r"^\D$", "\u09ea", True),
+    (r"^\w$", "é", False),
+    (r"^\W$", "é", True),
+    (r"^\s$", "\ufeff", True),
+    (r"^\s$", "\u0085", False),
+    (r"^\S$", "\u0085", True),
+    (r"^a$", "a\n", False),  # ECMA $ is the end, not "before a final newline"
+    (r"^.$", "\n", False),
+    (r"^.$", "\u2028", False),
+    (r"^.$", "😀", True),
+    (r"^\u{1F600}$", "😀", True),
+    (r"^[^\]]$", "x", True),
+    (r"^(?i:ab)$", "AB", True),
+    (r"a{2}", "aa", True),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"), PATTERNS, ids=[repr(p[:2]) for p in PATTERNS]
+)
+def test_patterns_match_as_ecma_262(backend: str, pattern: str, text: str, matches: bool):
+    """``pattern`` is an ECMA-262 regex on both backends (``\\d``, ``\\w``, ``$``, ``.``, ...)."""
+    assert (_compile({"pattern": pattern}, backend).check(text) == ()) is matches
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?P<name>x)",
+        r"(?P=name)",
+        r"(?#comment)",
+        r"(?i)x",
+        r"\Z",
+        r"\A",
+        r"\a",
+        r"x{2,1}",
+        r"\1",
+        r"a**",
+        r"(?=a)*",
+        r"[z-a]",
+        r"[\d-z]",
+        "{1}",
+        "]",
+        "(",
+        r"\k<none>",
+        r"\p{NoSuchProperty}",
+        r"\c1",
+        r"\u12",
+        r"(?<a>x)(?<a>y)",
+    ],
+)
+def test_python_regex_syntax_is_not_ecma_262(pattern: str):
+    """Syntax ECMA-262 (Unicode mode) refuses is refused, also where Python's ``re`` accepts it."""
+    assert not is_ecma_regex(pattern)
+    with pytest.raises(EcmaRegexError):
+        translate_ecma_regex(pattern)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("pattern", [r"\Z", "(", "x{2,1}"])
+def test_schema_with_a_non_ecma_pattern_is_refused(backend: str, pattern: str):
+    """A schema whose ``pattern`` is not ECMA-262 fails to compile on both backends."""
+    with pytest.raises(InvalidSchemaError):
+        _compile({"pattern": pattern}, backend)
+
+
+# Where jsonschema-rs departs from ECMA-262 (docs/validation.md, "Patterns"): (pattern, text,
+# ECMA-262's answer = the python backend's, jsonschema-rs's answer; None = schema refused).
+RUST_PATTERN_DEPARTURES = [
+    (r"\bé", "é", False, True),  # ECMA's \b knows only ASCII word characters
+    (r"^(?<y>\d)-\k<y>$", "1-1", True, None),  # named backreference
+    (r"^\x41\0$", "A\x00", True, None),  # \0 is NUL
+    (r"(?P<n>x)", "x", None, True),  # Python's named group is not ECMA-262
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "ecma", "rust"),
+    RUST_PATTERN_DEPARTURES,
+    ids=[repr(p[0]) for p in RUST_PATTERN_DEPARTURES],
+)
+def test_documented_pattern_departures_of_the_rust_backend(
+    pattern: str, text: str, ecma: bool | None, rust: bool | None
+):
+    """The python backend follows ECMA-262 where jsonschema-rs does not (listed in the docs)."""
+
+    def answer(backend: str) -> bool | None:
+        try:
+            compiled = _compile({"pattern": pattern}, backend)
+        except InvalidSchemaError:
+            return None
+        return compiled.check(text) == ()
+
+    assert (answer("python"), answer("rust")) == (ecma, rust)
+
+
+@pytest.mark.parametrize("pattern", [r"\p{Script=Greek}", r"\p{Alphabetic}", r"(?<=a+)b"])
+def test_python_backend_refuses_what_re_cannot_run(pattern: str):
+    """Valid ECMA-262 the python backend cannot run (scripts, variable lookbehind) is refused."""
+    assert is_ecma_regex(pattern)
+    with pytest.raises(InvalidSchemaError, match="python backend"):
+        _compile({"pattern": pattern}, "python")
+
+
+# --------------------------------------------------------------------------- formats
+
+FORMATS = [
+    ("email", "joe.bloggs@example.com", True),
+    ("email", '"joe bloggs"@example.com', True),
+    ("email", "joe.bloggs@[IPv6:::1]", True),
+    ("email", "joe.bloggs@", False),
+    ("email", "@example.com", False),
+    ("email", "te..st@example.com", False),
+    ("email", "joe.bloggs@invalid=domain.com", False),
+    ("date-time", "1998-12-31T23:59:60Z", True),
+    ("date-time", "1998-12-31T15:59:60.123-08:00", True),
+    ("date-time", "1998-12-31T23:58:60Z", False),
+    ("date-time", "2026-12-01T00:00:00Z\n", False),
+    ("date-time", "2026-02-29T00:00:00Z", False),
+    ("date-time", "2028-02-29T00:00:00Z", True),
+    ("time", "23:59:60Z", True),
+    ("hostname", "example.com", True),
+    ("hostname", "example.com.", False),
+    ("hostname", "-example.com", False),
+    ("hostname", "ab--cd.example", False),
+    ("hostname", "xn--X", False),
+    ("hostname", "xn--bcher-kva.example", True),
+    ("idn-hostname", "bücher.example", True),
+    ("idn-hostname", "example。", False),
+    ("duration", "P4DT12H30M5S", True),
+    ("duration", "P2W", True),
+    ("duration", "PT0.5S", False),
+    ("duration", "P1Y2W", False),
+    ("duration", "-P1D", False),
+    ("uuid", UUID, True),
+    ("uuid", UUID + "-", False),
+    ("uri", "https://[::1]:8080/a?b#c", True),
+    ("uri", "//example.com", False),
+    ("uri-reference", "//example.com", True),
+    ("iri", "https://例え.jp/パス", True),
+    ("uri-template", "http://example.com/{term:1}/{term}", True),
+    ("uri-template", "{var=def}", False),
+    ("relative-json-pointer", "100", True),
+    ("relative-json-pointer", "01/a", False),
+    ("regex", r"^\p{Letter}$", True),
+    ("regex", r"(?P<n>x)", False),
+    ("ipv4", "192.168.0.1", True),
+    ("ipv4", "১২৭.0.0.1", False),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("fmt", "value", "valid"), FORMATS, ids=[f"{f[0]}:{f[1]!r}" for f in FORMATS]
+)
+def test_formats_follow_their_rfcs_on_both_backends(
+    backend: str, fmt: str, value: str, valid: bool
+):
+    """Each format check follows its RFC, as the JSON Schema Test Suite reads it, on both."""
+    assert (_compile({"format": fmt}, backend).check(value) == ()) is valid
+
+
+# --------------------------------------------------------------------------- lazy imports
+
+
+def test_jsonschema_is_imported_only_for_the_python_backend():
+    """Evaluating with the default backend never imports jsonschema or referencing (~1 s)."""
+    code = (
+        "import sys\n"
+        "from policy_engine import PolicyEngine, Settings\n"
+        "from policy_engine.sources import SchemaDocument\n"
+        "from policy_engine.validate import compile_schema\n"
+        "doc = SchemaDocument('s', 'v1', '1', {'pattern': '^x', 'format': 'email'})\n"
+        "compile_schema(doc).check('y')\n"
+        "print(sorted(m for m in ('jsonschema', 'referencing') if m in sys.modules))\n"
+        "compile_schema(doc, 'python').check('y')\n"
+        "print(sorted(m for m in ('jsonschema', 'referencing') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split("\n")[:2] == ["[]", "['jsonschema', 'referencing']"]

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def sentinels(tmp_path: Path) -> list[Path]:
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every path opened through ``open``/``Path.open``/``io.open`` while the test runs."""
+    """Every path opened through ``open``/``Path.open``/``io.open``/``os.open`` during the test."""
     seen: list[Path] = []
     real_open = builtins.open
 
@@ -113,8 +114,15 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
             seen.append(Path(os.fsdecode(file)).resolve())
         return real_open(file, *args, **kwargs)
 
+    real_os_open = os.open
+
+    def os_spy(file: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(Path(os.fsdecode(file)).resolve())
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", spy)
     monkeypatch.setattr(io, "open", spy)
+    monkeypatch.setattr(os, "open", os_spy)
     return seen
 
 
@@ -266,3 +274,79 @@ def test_known_schemas_skips_what_is_not_a_schema(registry: Path):
         "marketdata.Quote",
         "telemetry.FeedbackEvent",
     }
+
+
+# --------------------------------------------------------------------------- special files
+
+
+def _in_thread(call: Any) -> list[BaseException]:
+    """Run ``call`` in a daemon thread; its exception, if any. A hang fails instead of hanging."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(60)  # a guard against hanging the suite, not a deadline the code must meet
+    assert not worker.is_alive(), "reading the registry blocked"
+    return raised
+
+
+def test_fifo_track_file_is_refused_naming_its_path(registry: Path):
+    """A FIFO where a track file should be is an ``InvalidSchemaError`` naming it, not a hang."""
+    fifo = registry / "telemetry.Piped" / "v1.json"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    source = DirectorySchemaSource(registry)
+    [raised] = _in_thread(lambda: source.fetch("telemetry.Piped", "v1"))
+    assert isinstance(raised, InvalidSchemaError)
+    assert str(fifo.resolve()) in str(raised)
+    assert "FIFO" in str(raised)
+    assert (raised.schema, raised.track) == ("telemetry.Piped", "v1")
+
+
+def test_symlink_to_a_fifo_inside_the_registry_is_refused(registry: Path):
+    """A track file that links to a FIFO inside the registry is refused like the FIFO itself."""
+    os.mkfifo(registry / "pipe")
+    (registry / "telemetry.FeedbackEvent" / "v3.json").symlink_to(registry / "pipe")
+    [raised] = _in_thread(
+        lambda: DirectorySchemaSource(registry).fetch("telemetry.FeedbackEvent", "v3")
+    )
+    assert isinstance(raised, InvalidSchemaError)
+    assert "not a regular file" in str(raised)
+
+
+def test_directory_named_like_a_track_file_is_refused(registry: Path):
+    """A directory called ``v1.json`` is refused as not a regular file."""
+    (registry / "telemetry.Dir" / "v1.json").mkdir(parents=True)
+    with pytest.raises(InvalidSchemaError, match="a directory"):
+        DirectorySchemaSource(registry).fetch("telemetry.Dir", "v1")
+
+
+def test_known_schemas_skips_special_files(registry: Path):
+    """A FIFO named like a track is not listed as a track."""
+    os.mkfifo(registry / "telemetry.FeedbackEvent" / "v9.json")
+    assert DirectorySchemaSource(registry).known_schemas()["telemetry.FeedbackEvent"] == (
+        "v1",
+        "v2",
+    )
+
+
+def test_engine_with_a_fifo_in_the_registry_skips_without_hanging(registry: Path):
+    """Evaluating a schema whose file is a FIFO answers (no usable schema) instead of blocking."""
+    from policy_engine import Action, PolicyEngine
+
+    os.mkfifo(registry / "telemetry.FeedbackEvent" / "v3.json")
+    decisions: list[Any] = []
+
+    def evaluate() -> None:
+        with PolicyEngine(policies=[], registry=registry, metrics=False) as engine:
+            decisions.append(engine.evaluate("telemetry.FeedbackEvent", {}, track="v3"))
+
+    assert _in_thread(evaluate) == []
+    [decision] = decisions
+    assert decision.action is Action.SKIPPED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,6 +33,41 @@ def check_schema_name(schema: str, track: str) -> None:
         )
 
 
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is ("a FIFO", "a socket", ...), ``None`` for a regular file."""
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    )
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _read_regular_file(path: Path, schema: str, track: str) -> bytes:
+    """Up to ``MAX_SCHEMA_FILE_BYTES + 1`` bytes of ``path``; refuses anything but a file.
+
+    Opening a FIFO for reading blocks until a writer comes, and a device can stream forever:
+    either would hang evaluation. The file is opened without blocking and checked with
+    ``fstat`` on the open descriptor, so a file swapped for a FIFO in between is caught too.
+    """
+    kind = _file_kind(os.stat(path).st_mode)
+    if kind is None:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            kind = _file_kind(os.fstat(descriptor).st_mode)
+            if kind is None:
+                return handle.read(MAX_SCHEMA_FILE_BYTES + 1)
+    raise InvalidSchemaError(
+        f"{path} is {kind}, not a regular file: refused (a schema must be a .json file)",
+        schema=schema,
+        track=track,
+    )
+
+
 class DirectorySchemaSource:
     """Serves ``<root>/<schema>/<track>.json`` files; the version is the file's content hash."""
 
@@ -56,8 +92,7 @@ class DirectorySchemaSource:
         """Read and parse one schema file."""
         path = self._path(schema, track)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_SCHEMA_FILE_BYTES + 1)
+            data = _read_regular_file(path, schema, track)
         except FileNotFoundError:
             if not self.root.is_dir():
                 raise RegistryUnavailableError(
@@ -95,7 +130,11 @@ class DirectorySchemaSource:
         for child in sorted(self.root.iterdir()):
             if child.is_dir() and SCHEMA_NAME_RE.match(child.name):
                 tracks = tuple(
-                    sorted(p.stem for p in child.glob("*.json") if TRACK_RE.match(p.stem))
+                    sorted(
+                        p.stem
+                        for p in child.glob("*.json")
+                        if TRACK_RE.match(p.stem) and p.is_file()  # no FIFOs, devices, dirs
+                    )
                 )
                 if tracks:
                     known[child.name] = tracks
