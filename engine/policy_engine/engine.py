@@ -51,6 +51,7 @@ from policy_engine.sources import SchemaSource, open_schema_source
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from policy_engine.guardrail_store import RedisGuardrailStore
     from policy_engine.metrics import EngineMetrics
     from policy_engine.policy.load import ParseCache
     from policy_engine.reload import EngineStatus, PolicyWatcher
@@ -198,6 +199,18 @@ class PolicyEngine:
             listeners=[self.metrics.set_guardrail_tripped] if self.metrics is not None else [],
         )
         self._guardrails_on = guardrails
+        #: The store sharing guardrails with the other replicas (``GUARDRAIL_STORE``), or None.
+        self.guardrail_store: RedisGuardrailStore | None = None
+        if guardrails and self.settings.guardrail_store:
+            from policy_engine.guardrail_store import RedisGuardrailStore
+
+            self.guardrail_store = RedisGuardrailStore(
+                self.settings.guardrail_store,
+                self.guardrails,
+                clock=clock,
+                listener=self.metrics.set_guardrail_store if self.metrics is not None else None,
+            )
+            self.guardrail_store.start()
         force = self.settings.force_mode
         force_note = f"capped by POLICY_FORCE_MODE={force}" if force else ""
         if not self.settings.registry_enabled:
@@ -275,16 +288,23 @@ class PolicyEngine:
         """Load the policy files again and swap them in whole; ``True`` if anything changed.
 
         On any error raises ``PolicyLoadError`` and the policy set in force keeps serving; the
-        error is kept in ``status()`` until a reload succeeds.
+        error is kept in ``status()`` until a reload succeeds. Whoever asked (the watcher,
+        ``SIGHUP``, a direct call), a failure looks the same: ``status()`` not healthy with the
+        error and its time, ``policy_reloads_total{result="error"}`` counted by the metrics hook,
+        and one ERROR line on ``policy_engine.reload`` (not repeated while the same error
+        persists); the first reload that succeeds after it logs that the error cleared.
         """
         if not self._paths:
             return False
+        from policy_engine.errors import PolicyLoadError, Problem
         from policy_engine.policy.load import ParseCache, load_policy_set  # yaml: only when used
 
+        reload_log = logging.getLogger("policy_engine.reload")
         with self._reload_lock:
             if self._parse_cache is None:
                 self._parse_cache = ParseCache()
             listing = self._list_registry()
+            previous = self._last_error
             try:
                 policy_set = load_policy_set(
                     self._paths,
@@ -293,19 +313,46 @@ class PolicyEngine:
                     missing_ok=self._missing_ok,
                     cache=self._parse_cache,
                 )
-            except PolicyError as exc:
-                self._last_error = exc
+                # Resolved before anything is recorded: a failure here is a failed reload too.
+                unchanged = policy_set.checksum == self._state.checksum  # covers every file
+                state = None if unchanged else self._warm_state(policy_set)
+            except Exception as exc:
+                # Whatever raised, the caller gets a PolicyError and every observer hears of it.
+                error = (
+                    exc
+                    if isinstance(exc, PolicyError)
+                    else PolicyLoadError(
+                        [Problem(self._paths[0], 1, 1, f"the policy set failed to load: {exc!r}")]
+                    )
+                )
+                self._last_error = error
                 self._last_error_at = time.time()
-                self._notify_reload("error", exc, listing)
-                raise
+                self._notify_reload("error", error, listing)
+                # At construction there is nothing serving yet: the raised error says it all.
+                if self._last_success_at is not None and str(error) != str(previous):
+                    reload_log.error(
+                        "policy reload failed; still serving policy set %s: %s",
+                        self._state.checksum,
+                        error,
+                        extra={"checksum": self._state.checksum},
+                    )
+                if error is exc:
+                    raise
+                raise error from exc
             self._last_error = None
             self._last_success_at = time.time()
-            if policy_set.checksum == self._state.checksum:  # the checksum covers every file
+            if previous is not None:
+                reload_log.warning(
+                    "policy reload error cleared: policy set %s is serving",
+                    policy_set.checksum,
+                    extra={"checksum": policy_set.checksum},
+                )
+            if state is None:
                 self._notify_reload("unchanged", None, listing)
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
-            self._state = self._warm_state(policy_set)  # one attribute write: the atomic swap
+            self._state = state  # one attribute write: the atomic swap
             log.info(
                 "policy set %s loaded from %d file(s)",
                 policy_set.checksum,
@@ -807,8 +854,11 @@ class PolicyEngine:
             self._watcher = None
 
     def close(self) -> None:
-        """Stop watching, stop refreshing schemas in the background, release the source."""
+        """Stop watching, merge guardrail counts a last time, stop refreshing schemas in the
+        background, release the source."""
         self.stop_watching()
+        if self.guardrail_store is not None:
+            self.guardrail_store.close()
         self._schemas.close()
         self.source.close()
 

@@ -100,6 +100,9 @@ class Settings:
     validator_backend: Backend = "rust"
     #: Put violation messages (which quote payload values) in failure logs: ``POLICY_LOG_VALUES``.
     log_values: bool = False
+    #: Share guardrail windows and trips through Redis: ``GUARDRAIL_STORE``
+    #: (``redis://host:port/db[?prefix=P]``); ``None`` keeps them per process.
+    guardrail_store: str | None = None
 
     def __post_init__(self) -> None:
         if self.force_mode is Mode.STRICT:
@@ -118,6 +121,12 @@ class Settings:
         if problem is not None:
             raise ConfigError(
                 f"REGISTRY_SUBJECT_TEMPLATE={self.registry_subject_template!r} {problem}"
+            )
+        if self.guardrail_store is not None and not self.guardrail_store.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                "GUARDRAIL_STORE must be a redis:// URL (redis://host:port/db[?prefix=P])"
             )
         if self.validator_backend not in BACKENDS:
             raise ConfigError(f"validator backend must be one of {', '.join(BACKENDS)}")
@@ -186,6 +195,8 @@ class Settings:
             values["validator_backend"] = backend
         if "POLICY_LOG_VALUES" in env:
             values["log_values"] = _bool(env, "POLICY_LOG_VALUES")
+        if env.get("GUARDRAIL_STORE", "").strip():
+            values["guardrail_store"] = env["GUARDRAIL_STORE"].strip()
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -98,6 +98,7 @@ def exported() -> dict[str, set[str]]:
     eng.metrics.set_guardrail_tripped("marketdata.TradeEvent", "v2", True)
     eng.metrics.registry_request("ok")
     eng.metrics.registry_cache("hit")
+    eng.metrics.set_guardrail_store(False, "unreachable")
     samples: dict[str, set[str]] = {}
     for family in registry.collect():
         for sample in family.samples:

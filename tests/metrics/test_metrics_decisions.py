@@ -123,6 +123,8 @@ def test_names_labels_and_kinds_are_spec_section_8():
         "policy_info": ("gauge", ("checksum",)),
         "policy_canary_percent": ("gauge", ("schema", "track")),
         "policy_guardrail_tripped": ("gauge", ("schema", "track")),
+        "policy_guardrail_store_up": ("gauge", ()),
+        "policy_guardrail_store_errors_total": ("counter", ()),
         "schema_registry_requests_total": ("counter", ("outcome",)),
         "schema_registry_cache_total": ("counter", ("result",)),
         "dlq_messages_total": ("counter", ("schema", "reason")),
@@ -139,6 +141,7 @@ def test_scrape_matches_the_spec(make_engine, registry):
     eng.metrics.set_guardrail_tripped("shop.Order", "v2", True)
     eng.metrics.registry_request("ok")
     eng.metrics.registry_cache("hit")
+    eng.metrics.set_guardrail_store(False, "unreachable")
     families = {family.name: family for family in registry.collect()}
     for spec in METRICS:
         family = families[spec.name.removesuffix("_total")]

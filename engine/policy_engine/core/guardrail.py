@@ -7,16 +7,21 @@ seconds and with at least ``min_samples`` strict payloads, ``rejected / evaluate
 ``baseline`` for ``cooldown`` seconds, with an ERROR log. After the cooldown strict comes back
 with an empty window.
 
-State is per process: two consumers of the same stream each decide on their own traffic.
-A reload that changes the rule (anything in it) starts its guardrail afresh.
+State is per process unless a shared store takes part (``GUARDRAIL_STORE``, see
+``policy_engine.guardrail_store``): then every strict payload is also kept as a *pending* count
+for the store, which merges the counts of every replica into one window per rule and decides the
+trip for the fleet; ``apply_shared`` brings its answer back. While the store cannot be reached,
+each replica decides on its own window again. A reload that changes the rule (anything in it)
+starts its guardrail afresh, in the store too (the rule's ``identity`` names its shared window).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from policy_engine.core.resolve import EffectiveRule
 from policy_engine.modes import Action, Mode
@@ -89,8 +94,38 @@ class TrippedGuardrail:
     until: float
 
 
+def rule_identity(rule: EffectiveRule) -> str:
+    """A name for a rule that is the same in every process loading the same policy: a hash of
+    everything that decides (not where the rule is written). A changed rule gets a new one."""
+    deciding = tuple((f.name, repr(getattr(rule, f.name))) for f in fields(rule) if f.name != "ref")
+    return hashlib.sha256(repr(deciding).encode()).hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class PendingCounts:
+    """One rule's strict payloads since the last merge with the shared store, by sub-bucket
+    (``int(now // (window / SLOTS))``): ``{sub-bucket: [evaluated, rejected]}``."""
+
+    identity: str
+    rule: EffectiveRule
+    config: Guardrail
+    counts: dict[int, list[int]] = field(default_factory=dict)
+
+
 class _State:
-    __slots__ = ("config", "lock", "rate", "rule", "samples", "tripped_until", "window")
+    __slots__ = (
+        "config",
+        "fleet",
+        "identity",
+        "lock",
+        "pending",
+        "rate",
+        "rule",
+        "samples",
+        "shared_trip",
+        "tripped_until",
+        "window",
+    )
 
     def __init__(self, rule: EffectiveRule, config: Guardrail) -> None:
         self.rule = rule
@@ -100,6 +135,13 @@ class _State:
         self.rate = 0.0
         self.samples = 0
         self.lock = threading.Lock()
+        self.identity = rule_identity(rule)
+        #: Counts not merged into the shared store yet (only while one takes part).
+        self.pending: dict[int, list[int]] = {}
+        #: The fleet's (evaluated, rejected) in the shared window at the last merge.
+        self.fleet = (0, 0)
+        #: Whether ``tripped_until`` came from the store (the fleet tripped it).
+        self.shared_trip = False
 
 
 TripListener = Callable[[str, str, bool], None]
@@ -124,6 +166,11 @@ class Guardrails:
         self._count_lock = threading.Lock()
         self._listeners = listeners or []
         self._full_warned = False
+        #: Whether a shared store decides the trips (``policy_engine.guardrail_store`` sets it
+        #: while it can reach its store; a replica decides on its own window otherwise).
+        self.shared = False
+        #: Whether strict payloads are kept as pending counts for a store (one takes part).
+        self.collecting = False
 
     def _state(self, rule: EffectiveRule, config: Guardrail) -> _State | None:
         key = (rule.schema, rule.track)
@@ -182,6 +229,16 @@ class Guardrails:
             if state.tripped_until:
                 return  # cooling down: nothing is strict, nothing to count
             state.window.add(now, rejected)
+            if self.collecting:
+                bucket = int(now // (config.window / SLOTS))
+                counts = state.pending.get(bucket)
+                if counts is None:
+                    counts = state.pending[bucket] = [0, 0]
+                counts[0] += 1
+                if rejected:
+                    counts[1] += 1
+                if self.shared:
+                    return  # the store decides the trip, for the whole fleet
             evaluated, rejections = state.window.evaluated, state.window.rejected
             if evaluated < config.min_samples:
                 return
@@ -208,11 +265,84 @@ class Guardrails:
         )
         self._notify(rule.schema, rule.track, True)
 
-    def _recover(self, state: _State, now: float) -> None:
+    # ------------------------------------------------------------------ a shared store
+
+    def take_pending(self) -> list[PendingCounts]:
+        """Every guarded rule with the counts it gathered since the last call (possibly none:
+        the store still reports the fleet's trip for it), the pending counts reset."""
+        taken: list[PendingCounts] = []
+        for state in list(self._states.values()):
+            with state.lock:
+                counts, state.pending = state.pending, {}
+            taken.append(PendingCounts(state.identity, state.rule, state.config, counts))
+        return taken
+
+    def give_back(self, pending: list[PendingCounts]) -> None:
+        """Counts a merge could not deliver, kept for the next one (a rule changed meanwhile
+        drops them: its new identity starts afresh)."""
+        by_identity = {state.identity: state for state in list(self._states.values())}
+        for item in pending:
+            state = by_identity.get(item.identity)
+            if state is None or not item.counts:
+                continue
+            with state.lock:
+                for bucket, (evaluated, rejected) in item.counts.items():
+                    counts = state.pending.setdefault(bucket, [0, 0])
+                    counts[0] += evaluated
+                    counts[1] += rejected
+
+    def apply_shared(
+        self, identity: str, evaluated: int, rejected: int, until: float | None, now: float
+    ) -> None:
+        """What the store says of a rule's fleet window: its counts, and the end of the trip
+        the fleet is in (``None``: not tripped). Trips and recoveries follow at once."""
+        for state in list(self._states.values()):
+            if state.identity != identity:
+                continue
+            state.fleet = (evaluated, rejected)
+            if until is not None and until > now:
+                if state.tripped_until and state.shared_trip:
+                    state.tripped_until = until
+                    continue
+                self._trip(state, until, evaluated, rejected, shared=True)
+            elif state.shared_trip and state.tripped_until:
+                self._recover(state, now, force=True)
+
+    def _trip(
+        self, state: _State, until: float, evaluated: int, rejected: int, *, shared: bool
+    ) -> None:
+        rule, config = state.rule, state.config
         with state.lock:
-            if not state.tripped_until or now < state.tripped_until:
+            if state.tripped_until:
+                return
+            state.tripped_until = until
+            state.shared_trip = shared
+            with self._count_lock:
+                self.tripped_count += 1
+            state.rate = rejected / evaluated if evaluated else 0.0
+            state.samples = evaluated
+            state.window = SlidingWindow(config.window)
+            state.pending = {}
+        log.error(
+            "guardrail tripped for %s %s by the fleet: %.1f%% of %d strict payloads rejected "
+            "(limit %.1f%%); falling back to %s until %.0f",
+            rule.schema,
+            rule.track,
+            state.rate * 100,
+            evaluated,
+            config.max_reject_rate * 100,
+            rule.baseline,
+            until,
+            extra={"schema": rule.schema, "track": rule.track, "reject_rate": state.rate},
+        )
+        self._notify(rule.schema, rule.track, True)
+
+    def _recover(self, state: _State, now: float, *, force: bool = False) -> None:
+        with state.lock:
+            if not state.tripped_until or (now < state.tripped_until and not force):
                 return
             state.tripped_until = 0.0
+            state.shared_trip = False
             with self._count_lock:
                 self.tripped_count -= 1
             state.window = SlidingWindow(state.config.window)

@@ -118,6 +118,19 @@ METRICS: tuple[MetricSpec, ...] = (
         "1 while a guardrail holds the schema/track at its baseline, else 0.",
     ),
     MetricSpec(
+        "policy_guardrail_store_up",
+        "gauge",
+        (),
+        "1 while the shared guardrail store (GUARDRAIL_STORE) answers, 0 while this replica "
+        "decides on its own window because it does not; absent without a store.",
+    ),
+    MetricSpec(
+        "policy_guardrail_store_errors_total",
+        "counter",
+        (),
+        "Times the shared guardrail store became unreachable.",
+    ),
+    MetricSpec(
         "schema_registry_requests_total",
         "counter",
         ("outcome",),
@@ -141,12 +154,17 @@ SPECS = {spec.name: spec for spec in METRICS}
 #: Counters fed by hook calls other than decisions (reloads, registry traffic, the DLQ).
 HOOK_COUNTERS = frozenset(
     {
+        "policy_guardrail_store_errors_total",
         "policy_reloads_total",
         "schema_registry_requests_total",
         "schema_registry_cache_total",
         "dlq_messages_total",
     }
 )
+
+
+#: Gauges set by hook calls rather than derived from the engines at scrape time.
+HOOK_GAUGES = ("policy_guardrail_tripped", "policy_guardrail_store_up")
 
 
 def exported_metric_names() -> frozenset[str]:
@@ -157,6 +175,7 @@ def exported_metric_names() -> frozenset[str]:
 __all__ = [
     "DURATION_BUCKETS",
     "HOOK_COUNTERS",
+    "HOOK_GAUGES",
     "MAX_PATHS_PER_SERIES",
     "METRICS",
     "SPECS",

@@ -177,6 +177,15 @@ class EngineMetrics:
         """Report whether the guardrail of ``schema``/``track`` holds it at its baseline."""
         raise NotImplementedError
 
+    def set_guardrail_store(self, up: bool, error: str | None) -> None:
+        """Report whether the shared guardrail store answers (a failure counts once)."""
+        if not up:
+            self._count("policy_guardrail_store_errors_total", ())
+        self._set_gauge("policy_guardrail_store_up", (), 1.0 if up else 0.0)
+
+    def _set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        raise NotImplementedError
+
     def _count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
         raise NotImplementedError
 
@@ -319,7 +328,10 @@ class FastEngineMetrics(EngineMetrics):
     def set_guardrail_tripped(self, schema: str, track: str, tripped: bool) -> None:
         """Report whether the guardrail of ``schema``/``track`` holds it at its baseline."""
         labels = (self.schema_label(schema), self.track_label(track))
-        self._store.set("policy_guardrail_tripped", labels, 1.0 if tripped else 0.0)
+        self._set_gauge("policy_guardrail_tripped", labels, 1.0 if tripped else 0.0)
+
+    def _set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self._store.set(name, labels, value)
 
 
 __all__ = ["EngineMetrics", "FastEngineMetrics"]

@@ -73,6 +73,8 @@ class _Objects:
         self.last_success = gauge("policy_last_reload_success_timestamp_seconds", "livemin")
         self.canary = gauge("policy_canary_percent", "livemax")
         self.guardrail = gauge("policy_guardrail_tripped", "livemax")
+        # livemin: 0 while any live process cannot reach the store.
+        self.store_up = gauge("policy_guardrail_store_up", "livemin")
 
 
 _OBJECTS: _Objects | None = None
@@ -212,6 +214,10 @@ class MultiprocessEngineMetrics(EngineMetrics):
         """Report whether the guardrail of ``schema``/``track`` holds it at its baseline."""
         labels = (self.schema_label(schema), self.track_label(track))
         self._objects.guardrail.labels(*labels).set(1.0 if tripped else 0.0)
+
+    def _set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        gauge = {"policy_guardrail_store_up": self._objects.store_up}[name]
+        (gauge.labels(*labels) if labels else gauge).set(value)
 
 
 __all__ = ["MultiprocessEngineMetrics", "multiprocess_enabled", "multiprocess_registry"]

@@ -40,6 +40,7 @@ from policy_engine.hooks import (
 from policy_engine.metrics.catalogue import (
     DURATION_BUCKETS,
     HOOK_COUNTERS,
+    HOOK_GAUGES,
     METRICS,
     SPECS,
     MetricSpec,
@@ -190,7 +191,7 @@ class Store(Collector):
             self.counts[(name, labels)] = self.counts.get((name, labels), 0.0) + amount
 
     def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
-        """Set a gauge that is not derived from the engines (guardrails)."""
+        """Set a gauge that is not derived from the engines (guardrails, their store)."""
         with self.lock:
             self.gauges[(name, labels)] = value
 
@@ -247,10 +248,12 @@ class Store(Collector):
                     if name == spec.name:
                         counter.add_metric(labels, value)
                 yield counter
-        guardrails = _gauge("policy_guardrail_tripped")
-        for (_, labels), value in sorted(gauges.items()):
-            guardrails.add_metric(labels, value)
-        yield guardrails
+        for name in HOOK_GAUGES:
+            family = _gauge(name)
+            for (gauge, labels), value in sorted(gauges.items()):
+                if gauge == name:
+                    family.add_metric(labels, value)
+            yield family
 
 
 def _merge(into: Shard, shard: Shard) -> None:
