@@ -9,7 +9,7 @@ metrics off). The package's parts:
 - ``store``: the counting store, plain per-thread ints summed at scrape time;
 - ``hook``: ``EngineMetrics``, fed by the engine's hook calls only;
 - ``multiprocess``: prometheus-client's multiprocess mode for several processes;
-- ``serve``: ``serve_metrics``, ``/metrics`` over HTTP.
+- ``serve``: ``serve_metrics``: ``/metrics``, ``/healthz``, ``/readyz`` and ``/status`` over HTTP.
 
 >>> from prometheus_client import CollectorRegistry
 >>> from policy_engine import PolicyEngine
@@ -35,7 +35,7 @@ from policy_engine.metrics.multiprocess import (
     multiprocess_enabled,
     multiprocess_registry,
 )
-from policy_engine.metrics.serve import serve_metrics
+from policy_engine.metrics.serve import Health, serve_metrics
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -46,6 +46,7 @@ __all__ = [
     "UNKNOWN",
     "EngineMetrics",
     "FastEngineMetrics",
+    "Health",
     "MetricSpec",
     "MultiprocessEngineMetrics",
     "exported_metric_names",
