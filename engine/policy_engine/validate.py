@@ -1215,12 +1215,10 @@ def _check_idn_hostname(value: str) -> bool:
         encoded = [
             label if label.isascii() else idna.alabel(label).decode("ascii") for label in labels
         ]
-        if any(not label.isascii() for label in labels):
+        if any(_has_rtl(label) for label in labels):
             # RFC 5893: once one label is right-to-left, the Bidi rule applies to every label.
-            rtl = any(idna.check_bidi(label) and _has_rtl(label) for label in labels)
-            if rtl:
-                for label in labels:
-                    idna.check_bidi(label, check_ltr=True)
+            for label in labels:
+                idna.check_bidi(label, check_ltr=True)
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return all(_check_ascii_label(label) for label in encoded) and len(".".join(encoded)) <= 253
