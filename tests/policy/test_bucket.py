@@ -253,9 +253,11 @@ def test_payload_hash_key_is_sha256_of_canonical_json():
 
 
 def test_payload_hash_key_survives_a_payload_that_is_not_json():
-    """A payload that cannot be serialised still gets a stable 32-digit key instead of an error."""
-    first = payload_hash_key({"a": {1, 2}})
-    assert first == payload_hash_key({"b": {3}})
+    """A payload JSON cannot write (a set, a 5 000-digit integer) still gets a stable 32-digit
+    key instead of an error, the same for the same payload and another for another payload."""
+    first = payload_hash_key({"a": {1, 2}, "n": 10**5000})
+    assert first == payload_hash_key({"n": 10**5000, "a": {1, 2}})
+    assert first != payload_hash_key({"b": {3}, "n": 10**5000})
     assert re.fullmatch(r"[0-9a-f]{32}", first)
 
 
