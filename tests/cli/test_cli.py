@@ -293,6 +293,23 @@ def test_validate_reports_unreadable_input_without_a_traceback(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_validate_refuses_nan_and_infinity_as_not_json_saying_where(
+    policy_dir: Path, tmp_path: Path, constant: str
+) -> None:
+    """A payload file holding NaN or Infinity is not JSON: exit 2 naming the file, the constant,
+    and its line and column; nothing is evaluated."""
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"event_id": "NaN",\n "rating": ' + constant + "}\n")
+    code, out, err = run(["validate", "telemetry.FeedbackEvent", str(payload), *common(policy_dir)])
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"policy-engine validate: {payload}: not JSON: {constant} is not a JSON value: "
+        "line 2 column 12 (char 31)\n"
+    )
+
+
 def test_validate_a_missing_file_is_a_usage_error(policy_dir: Path) -> None:
     """A FILE that does not exist gives exit 2 naming it."""
     code, _, err = run(["validate", "x.Y", "/nonexistent/p.json", *common(policy_dir)])
@@ -364,6 +381,21 @@ def test_replay_counts_and_reports_bad_lines_with_their_numbers(
         assert f"feed.jsonl:{number}: bad line skipped" in err
     assert "feed.jsonl:6:" not in err  # a blank line is not bad, just empty
     assert "Traceback" not in err
+
+
+def test_replay_counts_nan_as_a_bad_line_saying_where(policy_dir: Path, tmp_path: Path) -> None:
+    """A line holding NaN is a bad line, its reason naming the constant and its column."""
+    good = json.dumps({"schema": "telemetry.FeedbackEvent", "payload": feedback_v2()})
+    nan = '{"schema": "telemetry.FeedbackEvent", "payload": {"rating": NaN}}'
+    feed = write_feed(tmp_path / "feed.jsonl", [good, nan])
+    code, out, err = run(["replay", str(feed), "--json", *common(policy_dir)])
+    result = json.loads(out)
+    assert code == 0
+    assert (result["total"], result["bad_lines"]) == (1, 1)
+    assert (
+        "feed.jsonl:2: bad line skipped: not JSON (NaN is not a JSON value: line 1 column 61 "
+        "(char 60))" in err
+    )
 
 
 def test_replay_folds_array_indices_in_failing_paths(tmp_path: Path) -> None:

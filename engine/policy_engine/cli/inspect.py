@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
@@ -89,6 +88,10 @@ def run_explain(args: argparse.Namespace, streams: Streams) -> int:
 
 
 def _read_payload(name: str, streams: Streams) -> Any:
+    """The payload in file ``name`` (``-``: stdin), parsed as strict JSON like every envelope
+    (``load_json``: NaN and Infinity are not JSON); ``CommandError`` (exit 2) says where not."""
+    from policy_engine.envelope import load_json
+
     try:
         if name == "-":
             data = streams.stdin.read()
@@ -98,7 +101,7 @@ def _read_payload(name: str, streams: Streams) -> Any:
     except OSError as exc:
         raise CommandError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
-        return json.loads(data)
+        return load_json(data)
     except RecursionError:
         raise CommandError(f"{name}: the JSON nests too deeply to read") from None
     except ValueError as exc:
