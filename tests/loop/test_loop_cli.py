@@ -17,6 +17,7 @@ import pytest
 from loop_support import REDIS_URL, RELAXED, envelope, order
 
 from policy_engine.cli import build_parser, main
+from policy_engine.loop import TRANSPORTS, MemorySink, MemoryTransport
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,13 +48,24 @@ def _spawn(args, cwd, stderr=subprocess.PIPE):
     )
 
 
-def _wait_for(predicate, seconds=10.0):
+def _wait_for(predicate, seconds=60.0):
+    """Poll ``predicate`` until it holds or a generous ``seconds`` pass (a loaded machine starts
+    a subprocess slowly); whether it held."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(0.01)
-    return False
+    return bool(predicate())
+
+
+def _metrics(port):
+    """The text of /metrics on ``port``, or "" while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return answer.read().decode()
+    except OSError:
+        return ""
 
 
 def test_consume_file_writes_output_dlq_and_summary(tmp_path, policy_dir, schema_dir):
@@ -100,6 +112,64 @@ def test_consume_json_summary(tmp_path, policy_dir, schema_dir):
     assert summary["dead_letter_reasons"] == {"rejected": 1}
     assert summary["actions"]["accepted"] == 1
     assert summary["output"] is None
+
+
+def test_consume_json_counts_rejections_as_actions(tmp_path, policy_dir, schema_dir):
+    """--json's actions count what strict mode rejected (dead-lettered), not 0."""
+    feed = _feed(tmp_path / "feed.jsonl", [order(1), order(2, valid=False), order(3, valid=False)])
+    code, stdout, _ = run(
+        [
+            "consume",
+            str(feed),
+            "--dlq",
+            str(tmp_path / "dlq.jsonl"),
+            "--json",
+            *_common(policy_dir, schema_dir),
+        ]
+    )
+    summary = json.loads(stdout)
+    assert code == 0
+    assert summary["actions"] == {"accepted": 1, "logged": 0, "rejected": 2, "skipped": 0}
+    assert summary["unacknowledged"] == 0
+
+
+def test_consume_dead_letters_nan_as_a_bad_envelope_saying_where(tmp_path, policy_dir, schema_dir):
+    """A line holding NaN is not JSON: dead-lettered as bad_envelope, the error naming the
+    line and column, the original bytes kept."""
+    line = b'{"schema": "shop.Order", "payload": {"id": "o-1", "price": NaN}}'
+    feed = _feed(tmp_path / "feed.jsonl", [line])
+    dlq = tmp_path / "dlq.jsonl"
+    code, _, _ = run(["consume", str(feed), "--dlq", str(dlq), *_common(policy_dir, schema_dir)])
+    (record,) = [json.loads(x) for x in dlq.read_bytes().splitlines()]
+    assert code == 0
+    assert record["reason"] == "bad_envelope"
+    assert record["error"] == "not JSON (NaN is not a JSON value: line 1 column 60 (char 59))"
+    assert record["original"] == line.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_unwritable_dlq_is_one_error_and_the_summary_counts_what_was_read(
+    tmp_path, policy_dir, schema_dir
+):
+    """--dlq /dev/full: one error line and no traceback, exit 1, and a summary counting the
+    messages read and left unacknowledged."""
+    feed = _feed(tmp_path / "feed.jsonl", [order(1), order(2, valid=False)])
+    args = ["consume", str(feed), "--dlq", "/dev/full", "--sink-retries", "1"]
+    code, stdout, stderr = run([*args, *_common(policy_dir, schema_dir)])
+    assert code == 1
+    assert "Traceback" not in stderr
+    (error,) = [line for line in stderr.splitlines() if "/dev/full" in line]
+    assert error.startswith("policy-engine consume: writing to the dead-letter queue failed")
+    assert "2 message(s) read and not acknowledged" in error
+    assert "2 read, 1 passed on" in stdout
+    assert "0 acknowledged, 2 not acknowledged" in stdout
+    assert "ended by error" in stdout
+
+    code, stdout, stderr = run([*args, "--json", *_common(policy_dir, schema_dir)])
+    summary = json.loads(stdout)
+    assert code == 1
+    assert (summary["read"], summary["acknowledged"], summary["unacknowledged"]) == (2, 0, 2)
+    assert "No space left on device" in summary["error"]
 
 
 def test_consume_file_needs_a_dlq(tmp_path, policy_dir, schema_dir):
@@ -221,7 +291,7 @@ def test_signal_finishes_the_batch_and_exits_0(
     )
     assert _wait_for(lambda: redis_client.xlen(out) > 0)
     proc.send_signal(signum)
-    stdout, _ = proc.communicate(timeout=20)
+    stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     read = int(redis_client.xinfo_groups(src)[0]["entries-read"])
     assert 0 < read < 30_000  # it stopped mid-stream...
@@ -260,11 +330,105 @@ def test_sighup_reloads_the_policies(tmp_path, policy_dir, schema_dir):
         assert _wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") == 1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
         log_file.close()
     assert proc.returncode == 0
     (line,) = out.read_bytes().splitlines()
     assert json.loads(line)["decision"]["action"] == "logged"
+
+
+def test_sigterm_while_the_dlq_keeps_failing_exits_after_the_stop_timeout(
+    redis_client, streams, policy_dir, schema_dir, tmp_path
+):
+    """SIGTERM while every DLQ write fails (retries far from spent): consume gives up once
+    --stop-timeout has run out, exit 1 with a clear error, the message still pending."""
+    src, dlq = streams("src"), streams("dlq")
+    redis_client.set(dlq, "not a stream")  # every XADD to it fails with WRONGTYPE
+    redis_client.xadd(src, {"data": order(1, valid=False)})
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as log_file:
+        proc = _spawn(
+            [
+                "consume",
+                f"{REDIS_URL}?stream={src}",
+                "--dlq",
+                f"{REDIS_URL}?stream={dlq}",
+                "--sink-retries",
+                "1000",
+                "--stop-timeout",
+                "1",
+                *_common(policy_dir, schema_dir),
+            ],
+            tmp_path,
+            stderr=log_file,
+        )
+        try:
+            assert _wait_for(lambda: b"retrying" in log.read_bytes())
+            proc.send_signal(signal.SIGTERM)
+            stdout, _ = proc.communicate(timeout=120)  # without a stop timeout: ~80 minutes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    errors = log.read_bytes().decode()
+    assert proc.returncode == 1
+    assert (
+        "SIGTERM: finishing the batch in hand (a write that keeps failing is retried 1 s more "
+        "at most), then exiting" in errors
+    )
+    assert (
+        "policy-engine consume: stopped, and writing to the dead-letter queue still failed when "
+        "the stop timeout (1 s) ran out" in errors
+    )
+    assert "WRONGTYPE" in errors
+    assert "Traceback" not in errors
+    assert b"1 read" in stdout
+    assert b"1 not acknowledged" in stdout
+    assert b"ended by stop_timeout" in stdout
+    assert redis_client.xpending(src, "policy-engine")["pending"] == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_sink_that_fails_to_close_is_one_error_line_and_exit_1(
+    use_async, monkeypatch, policy_dir, schema_dir
+):
+    """A sink whose close() raises after a run that went well: exit 1 with one line naming it,
+    no traceback, and the summary still printed."""
+
+    class Unclosable(MemorySink):
+        def close(self):
+            raise OSError(5, "Input/output error")
+
+    memq = MemoryTransport("memq")
+    monkeypatch.setitem(TRANSPORTS, "memq", memq)
+    memq.sinks["dlq"] = Unclosable(name="memq://dlq")
+    memq.source("in").put(order(1, valid=False))
+    args = ["consume", "memq://in", "--dlq", "memq://dlq", *_common(policy_dir, schema_dir)]
+    code, stdout, stderr = run([*args, "--async"] if use_async else args)
+    assert code == 1
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        "policy-engine consume: closing memq://dlq failed: [Errno 5] Input/output error"
+    )
+    assert "1 read" in stdout
+    assert "1 acknowledged" in stdout
+
+
+def test_stop_timeout_is_validated_and_its_default_stated(tmp_path, policy_dir, schema_dir):
+    """--stop-timeout refuses a negative value, and its default (the loop's) is in --help."""
+    from policy_engine.cli import consume
+    from policy_engine.loop.core import DEFAULT_STOP_TIMEOUT
+
+    feed = _feed(tmp_path / "feed.jsonl", [order(1)])
+    args = ["consume", str(feed), "--dlq", str(tmp_path / "dlq.jsonl")]
+    code, _, stderr = run([*args, "--stop-timeout", "-1", *_common(policy_dir, schema_dir)])
+    assert code == 2
+    assert "--stop-timeout must be 0 or more seconds" in stderr
+    assert consume.DEFAULT_STOP_TIMEOUT == DEFAULT_STOP_TIMEOUT
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    help_text = " ".join(subparsers.choices["consume"].format_help().split())
+    assert f"exit 1 (default {DEFAULT_STOP_TIMEOUT:g})" in help_text
 
 
 def test_metrics_are_served_while_consuming(tmp_path, policy_dir, schema_dir):
@@ -287,14 +451,16 @@ def test_metrics_are_served_while_consuming(tmp_path, policy_dir, schema_dir):
         ],
         tmp_path,
     )
+    counted = 'dlq_messages_total{reason="rejected",schema="shop.Order"} 1.0'
     try:
         assert _wait_for(lambda: dlq.exists() and dlq.read_bytes().count(b"\n") == 1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
+        # The DLQ line is written (and fsynced) before the counter moves: poll for the counter.
+        assert _wait_for(lambda: counted in _metrics(port))
+        text = _metrics(port)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    assert 'dlq_messages_total{reason="rejected",schema="shop.Order"} 1.0' in text
+        proc.communicate(timeout=60)
+    assert counted in text
     assert "schema_validations_total" in text
 
 

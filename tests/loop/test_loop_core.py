@@ -7,11 +7,12 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from loop_support import envelope, order
 
-from policy_engine import Action, SinkError
+from policy_engine import Action, SinkError, SourceError
 from policy_engine.loop import (
     AsyncConsumeLoop,
     ConsumeLoop,
@@ -27,6 +28,16 @@ from policy_engine.loop import (
 )
 
 FAST = IoRetry(attempts=3, backoff=0.0)
+
+
+def _eventually(condition, seconds=60.0):
+    """Poll ``condition`` until it holds or a generous ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
 
 
 def _mixed() -> list[bytes]:
@@ -58,10 +69,11 @@ def test_every_message_is_passed_on_or_dead_lettered(engine):
 
 
 def test_actions_are_counted_by_kind(engine):
-    """The stats count accepted, logged and skipped passes separately."""
+    """The stats count every action separately, rejections (dead-lettered) included."""
     source, out, dlq = MemorySource(_mixed()), MemorySink(), MemorySink()
     stats = ConsumeLoop(engine, source, output=out, dlq=dlq).run()
-    assert stats.actions == {"accepted": 1, "logged": 1, "skipped": 1}
+    assert stats.actions == {"accepted": 1, "logged": 1, "skipped": 1, "rejected": 1}
+    assert stats.to_dict()["actions"] == {"accepted": 1, "logged": 1, "rejected": 1, "skipped": 1}
     assert [r.decision.action for r in out.records] == [
         Action.ACCEPTED,
         Action.LOGGED,
@@ -83,6 +95,109 @@ def test_dlq_write_failure_leaves_batch_unacknowledged(engine):
     assert dlq.attempts == 3
     assert loop.stats.ended_by == "error"
     assert loop.stats.acked == 0
+
+
+def test_a_failed_run_counts_what_it_read_and_did_not_acknowledge(engine):
+    """When the DLQ keeps failing, the stats still count the batch read, the output written,
+    and the messages left unacknowledged; the error says how often it was tried."""
+    source, out = MemorySource([order(1), order(2, valid=False)]), MemorySink()
+    loop = ConsumeLoop(
+        engine, source, output=out, dlq=MemorySink(fail=-1), retry=FAST, sleep=lambda s: None
+    )
+    with pytest.raises(SinkError, match="writing to the dead-letter queue failed after 3 attempts"):
+        loop.run()
+    stats = loop.stats
+    assert (stats.read, stats.passed, stats.dead_lettered, stats.acked) == (2, 1, 0, 0)
+    assert stats.unacknowledged == 2
+    assert stats.to_dict()["unacknowledged"] == 2
+    assert "2 read, 1 passed on" in stats.summary()
+    assert "0 acknowledged, 2 not acknowledged" in stats.summary()
+
+
+class _StopsWhenFailing(MemorySink):
+    """A sink that always fails, and calls ``stop`` on its ``stop_on``-th attempt."""
+
+    def __init__(self, stop_on: int) -> None:
+        super().__init__(fail=-1)
+        self.stop_on = stop_on
+        self.stop = lambda: None
+
+    def write(self, records):
+        if self.attempts + 1 == self.stop_on:
+            self.stop()
+        super().write(records)
+
+
+def test_stop_gives_up_on_a_failing_sink_after_the_stop_timeout(engine):
+    """After stop(), a sink that keeps failing is no longer retried once the stop timeout has
+    run out: run() raises with the batch unacknowledged and ended_by 'stop_timeout'."""
+    source, dlq = MemorySource([order(1, valid=False)]), _StopsWhenFailing(stop_on=2)
+    retry = IoRetry(attempts=1000, backoff=0.0)
+    loop = ConsumeLoop(engine, source, dlq=dlq, retry=retry, stop_timeout=0.0)
+    dlq.stop = loop.stop
+    with pytest.raises(SinkError, match=r"stop timeout \(0 s\) ran out: memory: refusing"):
+        loop.run()
+    assert dlq.attempts == 2
+    assert source.acked == []
+    assert loop.stats.ended_by == "stop_timeout"
+    assert loop.stats.unacknowledged == 1
+
+
+def test_async_stop_gives_up_on_a_failing_sink_after_the_stop_timeout(engine):
+    """The asyncio loop gives up on a failing sink after stop() and the stop timeout too."""
+    source, dlq = MemorySource([order(1, valid=False)]), _StopsWhenFailing(stop_on=2)
+    retry = IoRetry(attempts=1000, backoff=0.0)
+    loop = AsyncConsumeLoop(
+        engine, ThreadedSource(source), dlq=ThreadedSink(dlq), retry=retry, stop_timeout=0.0
+    )
+    dlq.stop = loop.stop
+    with pytest.raises(SinkError, match="stop timeout"):
+        asyncio.run(loop.run())
+    assert dlq.attempts == 2
+    assert source.acked == []
+    assert loop.stats.ended_by == "stop_timeout"
+
+
+def test_stop_ends_a_long_wait_between_retries(engine):
+    """stop() during an hour-long backoff ends the wait at once; with a stop timeout of 0 the
+    loop then gives up instead of retrying."""
+    source, dlq = MemorySource([order(1, valid=False)]), MemorySink(fail=-1)
+    retry = IoRetry(attempts=5, backoff=3600.0, max_backoff=3600.0)
+    loop = ConsumeLoop(engine, source, dlq=dlq, retry=retry, stop_timeout=0.0)
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            loop.run()
+        except SinkError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert _eventually(lambda: dlq.attempts == 1)
+    loop.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert loop.stats.ended_by == "stop_timeout"
+    assert source.acked == []
+
+
+def test_a_failing_read_is_not_retried_once_stopping(engine):
+    """A read that fails after stop() ends the run as stopped: nothing is in hand to save."""
+
+    class FailingSource(MemorySource):
+        def read(self, max_messages, timeout):
+            loop.stop()
+            raise SourceError("memory: gone", endpoint="memory")
+
+    source = FailingSource([], follow=True)
+    loop = ConsumeLoop(
+        engine, source, dlq=MemorySink(), retry=IoRetry(attempts=1000), sleep=lambda s: None
+    )
+    stats = loop.run()
+    assert stats.ended_by == "stopped"
+    assert stats.read == 0
 
 
 def test_output_failure_leaves_batch_unacknowledged(engine):
@@ -229,12 +344,9 @@ def test_follow_source_waits_for_more(engine):
     thread = threading.Thread(target=loop.run)
     thread.start()
     source.put(order(2))
-    for _ in range(200):
-        if len(source.acked) == 2:
-            break
-        threading.Event().wait(0.01)
+    assert _eventually(lambda: len(source.acked) == 2)
     loop.stop()
-    thread.join(5)
+    thread.join(60)
     assert not thread.is_alive()
     assert len(out.records) == 2
     assert loop.stats.ended_by == "stopped"

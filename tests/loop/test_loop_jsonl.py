@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -14,12 +15,15 @@ from loop_support import envelope, order
 from policy_engine import SinkError
 from policy_engine.loop import (
     ConsumeLoop,
+    DeadLetter,
     IoRetry,
     JsonlSink,
     JsonlSource,
     MemorySink,
     MemorySource,
+    Message,
     Passed,
+    Position,
 )
 from policy_engine.loop.transports.jsonl import encode_line
 
@@ -162,6 +166,58 @@ def test_unwritable_dlq_raises_sink_error(engine, tmp_path):
     assert source.acked == []
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_fails_the_write_and_leaves_close_nothing_to_fail_on():
+    """A write to a full disk is a SinkError; close() afterwards does not fail again."""
+    sink = JsonlSink("/dev/full", fsync=True)
+    letter = _dead_letter(order(1, valid=False))
+    with pytest.raises(SinkError, match="No space left on device"):
+        sink.write([letter])
+    sink.close()
+
+
+class _FillsUp(io.FileIO):
+    """A file that takes ``room`` bytes and then fails as a full disk does."""
+
+    def __init__(self, path, room):
+        super().__init__(path, "ab")
+        self.room = room
+
+    def write(self, data):
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        data = bytes(data[: self.room])
+        self.room -= len(data)
+        return super().write(data)
+
+
+def test_a_write_that_fails_part_way_does_not_merge_into_the_next(tmp_path, monkeypatch):
+    """The part of a line a failed write left is ended before the retry writes, so every record
+    written afterwards is a whole line of its own."""
+    path = tmp_path / "dlq.jsonl"
+    sink = JsonlSink(path, fsync=True)
+    disk = _FillsUp(path, room=10)
+    monkeypatch.setattr(sink, "_open", lambda: disk)
+    letters = [_dead_letter(order(1, valid=False)), _dead_letter(order(2, valid=False))]
+    with pytest.raises(SinkError):
+        sink.write(letters)
+    disk.room = 1 << 20
+    sink.write(letters)
+    sink.close()
+    fragment, *whole = path.read_bytes().splitlines()
+    assert fragment == encode_line(letters[0])[:10]
+    assert [json.loads(line)["original"] for line in whole] == [
+        order(1, valid=False).decode(),
+        order(2, valid=False).decode(),
+    ]
+
+
+def _dead_letter(data):
+    return DeadLetter(
+        Message(data, Position("file", "feed.jsonl", "1")), "rejected", {"reason": "rejected"}
+    )
+
+
 def test_follow_reads_appended_lines_and_rotation(engine, tmp_path):
     """--follow picks up lines appended later and a new file after the old one was rotated."""
     feed = tmp_path / "feed.jsonl"
@@ -173,7 +229,7 @@ def test_follow_reads_appended_lines_and_rotation(engine, tmp_path):
     thread.start()
 
     def wait_for(count):
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while len(out.records) < count and time.monotonic() < deadline:
             time.sleep(0.01)
         return len(out.records)
@@ -186,7 +242,7 @@ def test_follow_reads_appended_lines_and_rotation(engine, tmp_path):
     _write(feed, [order(3)])
     assert wait_for(3) == 3
     loop.stop()
-    thread.join(5)
+    thread.join(60)
     source.close()
     seqs = [json.loads(encode_line(r))["payload"]["seq"] for r in out.records]
     assert seqs == [1, 2, 3]
@@ -219,7 +275,7 @@ def test_rotation_keeps_the_old_files_unfinished_last_line(tmp_path):
     feed.rename(tmp_path / "feed.jsonl.1")
     _write(feed, [order(3)])
     seen: list[bytes | None] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while len(seen) < 2 and time.monotonic() < deadline:
         seen.extend(m.data for m in source.read(10, 0.05))
     source.close()

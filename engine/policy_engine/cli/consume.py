@@ -23,6 +23,10 @@ from policy_engine.cli.common import (
 )
 from policy_engine.errors import ConfigError, LoopError
 
+#: ``--stop-timeout``'s default; the loop's own (``loop.core.DEFAULT_STOP_TIMEOUT``), kept here so
+#: building the parser does not import the loop. ``tests/loop`` checks the two agree.
+DEFAULT_STOP_TIMEOUT = 10.0
+
 if TYPE_CHECKING:
     from policy_engine.engine import PolicyEngine
     from policy_engine.loop.core import LoopStats
@@ -61,7 +65,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with its decision added, and write what strict mode rejects (and lines that are not "
         "envelopes) to the dead-letter queue --dlq. A batch is acknowledged only after it was "
         "written (at-least-once). A file source stops at its end unless --follow; a Redis source "
-        "runs until SIGTERM/SIGINT (which finish the batch in hand) unless --drain. SIGHUP reloads "
+        "runs until SIGTERM/SIGINT (which finish the batch in hand, within --stop-timeout) unless "
+        "--drain. SIGHUP reloads "
         "the policies; with POLICY_WATCH=true (the default) they also reload when their "
         "directories change. Prints a summary at the end. " + _endpoints_help(),
     )
@@ -124,6 +129,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "unacknowledged, exit 1 (5)",
     )
     consume.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT,
+        metavar="SECONDS",
+        help="after SIGTERM/SIGINT, how long a write or acknowledgement that keeps failing is "
+        "still retried; then consume gives up with the batch unacknowledged (it is delivered "
+        f"again), exit 1 (default {DEFAULT_STOP_TIMEOUT:g})",
+    )
+    consume.add_argument(
         "--async",
         dest="use_async",
         action="store_true",
@@ -159,9 +173,12 @@ def _add_redrive_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
 
 
-def install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
+def install_stop_signals(
+    stop: Callable[[], None], stop_timeout: float | None = None
+) -> Callable[[], None]:
     """SIGTERM and SIGINT call ``stop`` (finish the batch in hand); a second signal does what
-    it did before (terminates). Returns a function restoring the previous handlers."""
+    it did before (terminates). ``stop_timeout`` is only said in the log line. Returns a
+    function restoring the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous: dict[int, Any] = {}
@@ -172,7 +189,14 @@ def install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
         previous.clear()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.warning("%s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        bound = (
+            ""
+            if stop_timeout is None
+            else f" (a write that keeps failing is retried {stop_timeout:g} s more at most)"
+        )
+        log.warning(
+            "%s: finishing the batch in hand%s, then exiting", signal.Signals(signum).name, bound
+        )
         stop()
         restore()
 
@@ -206,6 +230,8 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
         raise CommandError("--max-messages must be 0 or more")
     if args.sink_retries < 1:
         raise CommandError("--sink-retries must be 1 or more")
+    if not 0 <= args.stop_timeout < float("inf"):
+        raise CommandError("--stop-timeout must be 0 or more seconds")
     dlq = args.dlq or default_dlq(args.source)
     if dlq is None:
         raise CommandError(
@@ -238,7 +264,7 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
                 server.shutdown()
                 server.server_close()
     if error is not None:
-        streams.stderr.write(f"policy-engine consume: {error}\n")
+        streams.stderr.write(f"policy-engine consume: {error}{_unacknowledged(stats)}\n")
     if args.json:
         write_json(
             report,
@@ -255,6 +281,29 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
     return EXIT_FAIL if error is not None else EXIT_OK
 
 
+def _unacknowledged(stats: LoopStats) -> str:
+    """What the error line adds about the messages in hand when the loop gave up."""
+    left = stats.unacknowledged
+    if not left:
+        return ""
+    return f"; {left} message(s) read and not acknowledged: they will be delivered again"
+
+
+def _closing_failed(description: str, exc: Exception) -> LoopError:
+    """A source or sink that failed to close, as one line (no traceback: its own words say it)."""
+    return LoopError(f"closing {description} failed: {exc}", endpoint=description)
+
+
+def _first_error(error: LoopError | None, failures: list[LoopError]) -> LoopError | None:
+    """The error consume exits with: the loop's, else the first close that failed; any other
+    close failure is logged as one line."""
+    for failure in failures if error is not None else failures[1:]:
+        log.error("%s", failure)
+    if error is not None or not failures:
+        return error
+    return failures[0]
+
+
 def _run(
     args: argparse.Namespace, streams: Streams, engine: PolicyEngine, dlq: str
 ) -> tuple[LoopStats, LoopError | None]:
@@ -266,6 +315,7 @@ def _run(
         "max_messages": args.max_messages,
         "mask_values": args.mask_values,
         "retry": IoRetry(attempts=args.sink_retries),
+        "stop_timeout": args.stop_timeout,
     }
     source_options: dict[str, Any] = {
         "stdin": streams.stdin,
@@ -280,6 +330,7 @@ def _run(
 
         return asyncio.run(_run_async(args, streams, engine, dlq, options, source_options))
     opened: list[Source | Sink] = []
+    error: LoopError | None = None
     try:
         try:
             source = open_message_source(args.source, **source_options)
@@ -299,20 +350,21 @@ def _run(
             output.description if output else "(none)",
             dlq_sink.description,
         )
-        restore = install_stop_signals(loop.stop)
+        restore = install_stop_signals(loop.stop, args.stop_timeout)
         try:
             loop.run()
         except LoopError as exc:
-            return loop.stats, exc
+            error = exc
         finally:
             restore()
-        return loop.stats, None
     finally:
+        failures: list[LoopError] = []
         for item in reversed(opened):
             try:
                 item.close()
-            except Exception:
-                log.exception("closing %s failed", item.description)
+            except Exception as exc:  # reported as one line, never a traceback
+                failures.append(_closing_failed(item.description, exc))
+    return loop.stats, _first_error(error, failures)
 
 
 async def _run_async(
@@ -327,6 +379,7 @@ async def _run_async(
     from policy_engine.loop.endpoints import open_async_message_sink, open_async_message_source
 
     opened: list[AsyncSource | AsyncSink] = []
+    error: LoopError | None = None
     try:
         try:
             source = open_async_message_source(args.source, **source_options)
@@ -340,20 +393,21 @@ async def _run_async(
         except (LoopError, ConfigError) as exc:
             raise CommandError(str(exc)) from exc
         loop = AsyncConsumeLoop(engine, source, output=output, dlq=dlq_sink, **options)
-        restore = install_stop_signals(loop.stop)
+        restore = install_stop_signals(loop.stop, args.stop_timeout)
         try:
             await loop.run()
         except LoopError as exc:
-            return loop.stats, exc
+            error = exc
         finally:
             restore()
-        return loop.stats, None
     finally:
+        failures: list[LoopError] = []
         for item in reversed(opened):
             try:
                 await item.close()
-            except Exception:
-                log.exception("closing %s failed", item.description)
+            except Exception as exc:  # reported as one line, never a traceback
+                failures.append(_closing_failed(item.description, exc))
+    return loop.stats, _first_error(error, failures)
 
 
 def run_redrive(args: argparse.Namespace, streams: Streams) -> int:

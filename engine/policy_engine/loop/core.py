@@ -15,7 +15,11 @@ broker delivers the batch again (to this consumer after a restart, or to another
 ``XAUTOCLAIM``). A crash at any point therefore loses nothing and may duplicate.
 
 Shutdown: ``stop()`` (SIGTERM/SIGINT in the CLI) lets the batch in hand finish, be written and be
-acknowledged; then ``run()`` returns.
+acknowledged; then ``run()`` returns. The wait is bounded: once stopping, a write or an
+acknowledgement that keeps failing is retried for at most ``stop_timeout`` seconds (default 10)
+after ``stop()``, then the loop gives up the same way as when its retries are spent (the batch
+unacknowledged, ``ended_by`` ``"stop_timeout"``), so a supervisor's grace period is not eaten up by
+a DLQ that is down. A failing read is not retried at all once stopping: nothing is in hand.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ Evaluate = Callable[[str, Any, Any, "str | None"], Decision]
 AsyncEvaluate = Callable[[str, Any, Any, "str | None"], Awaitable[Decision]]
 
 _REJECTED = Action.REJECTED
+
+#: Seconds a stopped loop still retries a failing write or acknowledgement (``stop_timeout``).
+DEFAULT_STOP_TIMEOUT = 10.0
+#: A wait between retries looks this often whether ``stop()`` was called (and ends early if so).
+STOP_POLL = 0.05
 
 
 @dataclass(slots=True)
@@ -184,7 +193,13 @@ class IoRetry:
 
 @dataclass
 class LoopStats:
-    """What a run of the loop did; ``summary()`` is the CLI's closing line."""
+    """What a run of the loop did; ``summary()`` is the CLI's closing line.
+
+    Each count is taken when its step is done, so a run that ends with a failure still says
+    what happened: ``read`` when a batch is read, ``passed`` (and its ``actions``) once the
+    output took it, ``dead`` (and the ``rejected`` action) once the DLQ took it, ``acked`` once
+    acknowledged. ``unacknowledged`` is what was read and will be delivered again.
+    """
 
     read: int = 0
     passed: int = 0
@@ -196,22 +211,38 @@ class LoopStats:
     started: float = 0.0
     finished: float | None = None
     #: Why the run ended: ``end`` (source exhausted), ``stopped`` (stop()/a signal),
-    #: ``limit`` (max_messages), ``error`` (a source or sink kept failing).
+    #: ``limit`` (max_messages), ``error`` (a source or sink kept failing), ``stop_timeout``
+    #: (stopped while a sink kept failing, and the stop timeout ran out).
     ended_by: str | None = None
 
-    def add(self, result: BatchResult) -> None:
-        """Count one delivered and acknowledged batch."""
-        self.batches += 1
-        self.read += len(result.messages)
-        self.acked += len(result.messages)
-        self.passed += len(result.passed)
-        for message in result.messages:
-            if message.redelivered:
-                self.redelivered += 1
-        for record in result.passed:
+    def count_read(self, messages: Sequence[Message]) -> None:
+        """Count a batch as read (before it is evaluated and delivered)."""
+        self.read += len(messages)
+        self.redelivered += sum(1 for message in messages if message.redelivered)
+
+    def count_passed(self, records: Sequence[Passed]) -> None:
+        """Count records the output took (or, without an output, that need not go anywhere)."""
+        self.passed += len(records)
+        for record in records:
             self.actions[record.decision.action.value] += 1
-        for letter in result.dead:
+
+    def count_dead(self, letters: Sequence[DeadLetter]) -> None:
+        """Count dead letters the DLQ took; a strict rejection is also a ``rejected`` action."""
+        for letter in letters:
             self.dead[letter.reason] += 1
+            if letter.reason == REJECTED:
+                self.actions[_REJECTED.value] += 1
+
+    def count_acked(self, messages: Sequence[Message]) -> None:
+        """Count a batch as acknowledged: done with."""
+        self.batches += 1
+        self.acked += len(messages)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages read but not acknowledged: the broker delivers them again (a file source
+        reads them again on the next run). Non-zero only when the run ended with a failure."""
+        return self.read - self.acked
 
     @property
     def dead_lettered(self) -> int:
@@ -232,6 +263,7 @@ class LoopStats:
             "passed": self.passed,
             "dead_lettered": self.dead_lettered,
             "acknowledged": self.acked,
+            "unacknowledged": self.unacknowledged,
             "batches": self.batches,
             "redelivered": self.redelivered,
             "actions": {a.value: self.actions[a.value] for a in Action},
@@ -247,7 +279,9 @@ class LoopStats:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.dead.items())) or "none"
         seconds = self.seconds
         rate = f"{self.read / seconds:,.0f} msg/s" if seconds > 0 else "-"
-        more = f", {self.redelivered} redelivered" if self.redelivered else ""
+        more = f", {self.unacknowledged} not acknowledged" if self.unacknowledged else ""
+        if self.redelivered:
+            more += f", {self.redelivered} redelivered"
         return (
             f"{self.read} read, {self.passed} passed on ({acts}), "
             f"{self.dead_lettered} dead-lettered ({reasons}), {self.acked} acknowledged{more}; "
@@ -267,6 +301,7 @@ class _LoopBase:
         max_messages: int | None,
         mask_values: bool,
         retry: IoRetry,
+        stop_timeout: float,
         metrics: EngineMetrics | None,
         clock: Callable[[], float],
     ) -> None:
@@ -274,22 +309,30 @@ class _LoopBase:
             raise ConfigError("batch_size must be 1 or more")
         if max_messages is not None and max_messages < 0:
             raise ConfigError("max_messages must be 0 or more")
+        if not 0 <= stop_timeout < float("inf"):
+            raise ConfigError("stop_timeout must be 0 or more seconds")
         self.engine = engine
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.max_messages = max_messages
         self.mask_values = mask_values
         self.retry = retry
+        self.stop_timeout = stop_timeout
         self.metrics = metrics if metrics is not None else getattr(engine, "metrics", None)
         self.clock = clock
         self.stats = LoopStats()
         self._stop = threading.Event()
+        self._stopped_at: float | None = None
 
     def stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from ``run()``.
 
-        Safe from a signal handler and from any thread.
+        A sink that keeps failing is retried for at most ``stop_timeout`` seconds from now;
+        then ``run()`` raises with the batch unacknowledged. Safe from a signal handler and from
+        any thread (it only sets a flag and reads the clock).
         """
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stop.set()
 
     @property
@@ -302,7 +345,7 @@ class _LoopBase:
             return self.batch_size
         return min(self.batch_size, self.max_messages - self.stats.read)
 
-    def _count_dead(self, dead: Sequence[DeadLetter]) -> None:
+    def _meter_dead(self, dead: Sequence[DeadLetter]) -> None:
         metrics = self.metrics
         if metrics is None or not dead:
             return
@@ -315,19 +358,47 @@ class _LoopBase:
             except Exception:  # counting must never lose a batch
                 log.exception("counting dead letters failed; ignored")
 
-    def _failed(self, what: str, attempt: int, exc: LoopError) -> bool:
-        """Log a failed attempt; True when the retries are spent."""
-        last = attempt >= self.retry.attempts
-        log.log(
-            logging.ERROR if last else logging.WARNING,
-            "%s failed (attempt %d of %d)%s: %s",
+    def _retry_delay(self, what: str, attempt: int, exc: LoopError) -> float:
+        """Seconds to wait before trying ``what`` again after failed attempt ``attempt``.
+
+        Raises instead when the loop gives up: the retries are spent, or ``stop()`` was called
+        more than ``stop_timeout`` seconds ago. The error raised says which, and why; it is not
+        logged here, as whoever catches it reports it (the CLI: one line on stderr).
+        """
+        if attempt >= self.retry.attempts:
+            times = "attempt" if attempt == 1 else "attempts"
+            raise _giving_up(exc, f"{what} failed after {attempt} {times}") from exc
+        delay = self.retry.delay(attempt)
+        if self._stopped_at is not None:
+            left = self._stopped_at + self.stop_timeout - time.monotonic()
+            if left <= 0:
+                self.stats.ended_by = "stop_timeout"
+                raise _giving_up(
+                    exc,
+                    f"stopped, and {what} still failed when the stop timeout "
+                    f"({self.stop_timeout:g} s) ran out",
+                ) from exc
+            delay = min(delay, left)
+        log.warning(
+            "%s failed (attempt %d of %d); retrying in %.2g s: %s",
             what,
             attempt,
             self.retry.attempts,
-            "; giving up, the batch stays unacknowledged" if last else "; retrying",
+            delay,
             exc,
         )
-        return last
+        return delay
+
+    def _waited_long_enough(self, until: float, stopping: bool) -> bool:
+        """Whether a wait between retries that runs ``until`` (monotonic) is over; it ends
+        early when ``stop()`` is called during it (``stopping``: it already was at its start)."""
+        return time.monotonic() >= until or (not stopping and self._stop.is_set())
+
+
+def _giving_up(exc: LoopError, why: str) -> LoopError:
+    """The error the loop gives up with: of ``exc``'s branch, saying ``why`` and then ``exc``."""
+    kind = SinkError if isinstance(exc, SinkError) else SourceError
+    return kind(f"{why}: {exc}", endpoint=exc.endpoint)
 
 
 class ConsumeLoop(_LoopBase):
@@ -338,6 +409,8 @@ class ConsumeLoop(_LoopBase):
 
     ``evaluate`` replaces ``engine.evaluate`` (a benchmark's pass-through); ``output=None``
     passes messages on to nowhere (they are acknowledged once evaluated, and rejects dead-lettered).
+    ``sleep`` replaces the wait between retries (a test's recorder); by default the wait ends
+    early when ``stop()`` is called, so a stop never waits out a long backoff.
     """
 
     def __init__(
@@ -352,10 +425,11 @@ class ConsumeLoop(_LoopBase):
         max_messages: int | None = None,
         mask_values: bool = False,
         retry: IoRetry | None = None,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         evaluate: Evaluate | None = None,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(
             engine,
@@ -364,6 +438,7 @@ class ConsumeLoop(_LoopBase):
             max_messages=max_messages,
             mask_values=mask_values,
             retry=retry or IoRetry(),
+            stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
         )
@@ -380,8 +455,9 @@ class ConsumeLoop(_LoopBase):
     def run(self) -> LoopStats:
         """Consume until the source ends, ``max_messages`` were read, or ``stop()``.
 
-        Raises ``SinkError``/``SourceError`` when a sink or the source keeps failing; the batch
-        in hand is then left unacknowledged. ``stats`` holds what was done either way.
+        Raises ``SinkError``/``SourceError`` when a sink or the source keeps failing (the
+        retries are spent, or ``stop()`` was called and ``stop_timeout`` ran out); the batch in
+        hand is then left unacknowledged. ``stats`` holds what was done either way.
         """
         stats = self.stats
         stats.started = time.monotonic()
@@ -396,39 +472,43 @@ class ConsumeLoop(_LoopBase):
                     break
                 messages = self._read(limit)
                 if messages:
+                    stats.count_read(messages)
                     result = evaluate_batch(
                         decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
                     self.deliver(result)
-                    stats.add(result)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
         except LoopError:
-            stats.ended_by = "error"
+            stats.ended_by = stats.ended_by or "error"
             raise
         finally:
             stats.finished = time.monotonic()
         return stats
 
     def deliver(self, result: BatchResult) -> None:
-        """Write the batch's records (output first, then the DLQ), then acknowledge it."""
-        if result.passed and self.output is not None:
-            self._write(self.output, result.passed, "writing to the output")
+        """Write the batch's records (output first, then the DLQ), then acknowledge it; each
+        step is counted in ``stats`` once done."""
+        stats = self.stats
+        if result.passed:
+            if self.output is not None:
+                self._write(self.output, result.passed, "writing to the output")
+            stats.count_passed(result.passed)
         if result.dead:
             self._write(self.dlq, result.dead, "writing to the dead-letter queue")
-            self._count_dead(result.dead)
+            self._meter_dead(result.dead)
+            stats.count_dead(result.dead)
         attempt = 0
         while True:
             attempt += 1
             try:
                 self.source.ack(result.messages)
-                return
+                break
             except SourceError as exc:
-                if self._failed("acknowledging", attempt, exc):
-                    raise
-                self._sleep(self.retry.delay(attempt))
+                self._pause(self._retry_delay("acknowledging", attempt, exc))
+        stats.count_acked(result.messages)
 
     def _write(self, sink: Sink, records: Sequence[Record], what: str) -> None:
         attempt = 0
@@ -438,9 +518,7 @@ class ConsumeLoop(_LoopBase):
                 sink.write(records)
                 return
             except SinkError as exc:
-                if self._failed(what, attempt, exc):
-                    raise
-                self._sleep(self.retry.delay(attempt))
+                self._pause(self._retry_delay(what, attempt, exc))
 
     def _read(self, limit: int) -> list[Message]:
         attempt = 0
@@ -449,9 +527,20 @@ class ConsumeLoop(_LoopBase):
             try:
                 return self.source.read(limit, self.poll_timeout)
             except SourceError as exc:
-                if self._failed("reading", attempt, exc):
-                    raise
-                self._sleep(self.retry.delay(attempt))
+                if self.stopping:  # nothing is in hand: stop now rather than retry
+                    log.warning("reading failed while stopping; not retried: %s", exc)
+                    return []
+                self._pause(self._retry_delay("reading", attempt, exc))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` between retries; ends early when ``stop()`` is called meanwhile."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+            return
+        until = time.monotonic() + seconds
+        stopping = self.stopping
+        while not self._waited_long_enough(until, stopping):
+            time.sleep(min(STOP_POLL, max(until - time.monotonic(), 0.0)))
 
 
 class AsyncConsumeLoop(_LoopBase):
@@ -472,6 +561,7 @@ class AsyncConsumeLoop(_LoopBase):
         max_messages: int | None = None,
         mask_values: bool = False,
         retry: IoRetry | None = None,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         evaluate: AsyncEvaluate | None = None,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -483,6 +573,7 @@ class AsyncConsumeLoop(_LoopBase):
             max_messages=max_messages,
             mask_values=mask_values,
             retry=retry or IoRetry(),
+            stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
         )
@@ -496,7 +587,8 @@ class AsyncConsumeLoop(_LoopBase):
         self.dlq = dlq
 
     async def run(self) -> LoopStats:
-        """Consume until the source ends, ``max_messages`` were read, or ``stop()``."""
+        """Consume until the source ends, ``max_messages`` were read, or ``stop()``; raises
+        like ``ConsumeLoop.run``."""
         stats = self.stats
         stats.started = time.monotonic()
         try:
@@ -510,39 +602,43 @@ class AsyncConsumeLoop(_LoopBase):
                     break
                 messages = await self._read(limit)
                 if messages:
+                    stats.count_read(messages)
                     result = await aevaluate_batch(
                         decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
                     await self.deliver(result)
-                    stats.add(result)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
         except LoopError:
-            stats.ended_by = "error"
+            stats.ended_by = stats.ended_by or "error"
             raise
         finally:
             stats.finished = time.monotonic()
         return stats
 
     async def deliver(self, result: BatchResult) -> None:
-        """Write the batch's records (output first, then the DLQ), then acknowledge it."""
-        if result.passed and self.output is not None:
-            await self._write(self.output, result.passed, "writing to the output")
+        """Write the batch's records (output first, then the DLQ), then acknowledge it; each
+        step is counted in ``stats`` once done."""
+        stats = self.stats
+        if result.passed:
+            if self.output is not None:
+                await self._write(self.output, result.passed, "writing to the output")
+            stats.count_passed(result.passed)
         if result.dead:
             await self._write(self.dlq, result.dead, "writing to the dead-letter queue")
-            self._count_dead(result.dead)
+            self._meter_dead(result.dead)
+            stats.count_dead(result.dead)
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self.source.ack(result.messages)
-                return
+                break
             except SourceError as exc:
-                if self._failed("acknowledging", attempt, exc):
-                    raise
-                await asyncio.sleep(self.retry.delay(attempt))
+                await self._pause(self._retry_delay("acknowledging", attempt, exc))
+        stats.count_acked(result.messages)
 
     async def _write(self, sink: AsyncSink, records: Sequence[Record], what: str) -> None:
         attempt = 0
@@ -552,9 +648,7 @@ class AsyncConsumeLoop(_LoopBase):
                 await sink.write(records)
                 return
             except SinkError as exc:
-                if self._failed(what, attempt, exc):
-                    raise
-                await asyncio.sleep(self.retry.delay(attempt))
+                await self._pause(self._retry_delay(what, attempt, exc))
 
     async def _read(self, limit: int) -> list[Message]:
         attempt = 0
@@ -563,6 +657,14 @@ class AsyncConsumeLoop(_LoopBase):
             try:
                 return await self.source.read(limit, self.poll_timeout)
             except SourceError as exc:
-                if self._failed("reading", attempt, exc):
-                    raise
-                await asyncio.sleep(self.retry.delay(attempt))
+                if self.stopping:  # nothing is in hand: stop now rather than retry
+                    log.warning("reading failed while stopping; not retried: %s", exc)
+                    return []
+                await self._pause(self._retry_delay("reading", attempt, exc))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` between retries; ends early when ``stop()`` is called meanwhile."""
+        until = time.monotonic() + seconds
+        stopping = self.stopping
+        while not self._waited_long_enough(until, stopping):
+            await asyncio.sleep(min(STOP_POLL, max(until - time.monotonic(), 0.0)))

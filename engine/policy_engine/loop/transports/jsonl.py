@@ -6,10 +6,11 @@ path when the file is rotated (renamed away and created again) or truncated. Ack
 no-op: a file has no consumer group, so after a crash a file is read again from its start
 (at-least-once: downstream may see duplicates, never gaps).
 
-A sink appends one JSON object per line (``encode_line``). Each ``write`` is flushed; a DLQ
-sink is also fsynced (``fsync=True``), so a dead letter is on disk before its message counts as
-handled. A DLQ file is read back for ``redrive`` by ``JsonlDeadLetters``, which rewrites it
-without the redriven lines.
+A sink appends one JSON object per line (``encode_line``). A file is written unbuffered (each
+``write`` goes to the file before it returns, and a failed one leaves nothing behind in memory for
+``close`` to fail on again); a DLQ sink is also fsynced (``fsync=True``), so a dead letter is on
+disk before its message counts as handled. A DLQ file is read back for ``redrive`` by
+``JsonlDeadLetters``, which rewrites it without the redriven lines.
 
 This is the transport of plain paths and ``-`` (``TRANSPORT``, see ``loop.endpoints``).
 """
@@ -294,7 +295,9 @@ def _is_pipe(stream: IO[bytes]) -> bool:
 class JsonlSink:
     """Appends records as JSON lines to ``path`` or to a stream (stdout).
 
-    ``fsync=True`` (the DLQ) makes every ``write`` durable on disk before it returns.
+    ``fsync=True`` (the DLQ) makes every ``write`` durable on disk before it returns. A write
+    that fails part way (a disk that fills up) leaves part of a line; the next write ends that
+    line first, so the records it writes stay whole lines (the fragment is one unreadable line).
     """
 
     def __init__(
@@ -311,12 +314,14 @@ class JsonlSink:
         self.fsync = fsync
         self.description = name or self.path or "-"
         self._stream = stream
-        self._file: IO[bytes] | None = None
+        self._file: io.FileIO | None = None
+        self._line_open = False  # a failed write left a line without its newline
 
-    def _open(self) -> IO[bytes]:
+    def _open(self) -> io.FileIO:
         assert self.path is not None
         existed = os.path.exists(self.path)
-        handle = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        # Unbuffered: nothing written waits in memory, so close() has nothing left to flush.
+        handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
         if self.fsync and not existed:  # the new file's directory entry must survive a crash too
             _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         return handle
@@ -330,8 +335,7 @@ class JsonlSink:
             if self.path is not None:
                 if self._file is None:
                     self._file = self._open()
-                self._file.write(data)
-                self._file.flush()
+                self._append(self._file, data)
                 if self.fsync:
                     os.fsync(self._file.fileno())
             else:
@@ -340,6 +344,25 @@ class JsonlSink:
             raise SinkError(
                 f"{self.description}: write failed: {exc}", endpoint=self.description
             ) from exc
+
+    def _append(self, handle: io.FileIO, data: bytes) -> None:
+        """Write all of ``data`` (a raw write may take part of it), ending a line a failed
+        write left open first."""
+        if self._line_open:
+            data = b"\n" + data
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                count = handle.write(view[done:])
+                if not count:
+                    raise OSError(f"the file took none of {len(data) - done} bytes")
+                done += count
+        except OSError:
+            if done:
+                self._line_open = not data[:done].endswith(b"\n")
+            raise
+        self._line_open = False
 
     def _write_stream(self, data: bytes) -> None:
         stream = self._stream
