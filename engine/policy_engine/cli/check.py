@@ -161,10 +161,15 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
             known = source.known_schemas()
         finally:
             source.close()
-    except (RegistryError, ConfigError) as exc:
+    except Exception as exc:  # a registry that cannot be listed only costs the registry check
+        reason = str(exc) if isinstance(exc, RegistryError | ConfigError) else repr(exc)
         problems.append(
             Problem(
-                redact_url(settings.registry_url), 0, 0, f"registry not checked: {exc}", "warning"
+                redact_url(settings.registry_url),
+                0,
+                0,
+                f"registry not checked: {reason}",
+                "warning",
             )
         )
     try:
@@ -174,6 +179,9 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
             problems.extend(registry_warnings(policy_set, known))
     except PolicyLoadError as exc:
         problems.extend(exc.problems)
+    except Exception as exc:  # the loader's contract is PolicyLoadError; report, never trace back
+        policy_set = None
+        problems.append(Problem(paths[0] if paths else ".", 1, 1, f"cannot load: {exc!r}"))
     if args.base and policy_set is not None:
         problems.extend(_ratchet(args.base, paths, policy_set, known, settings))
 

@@ -42,7 +42,14 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, str):
         match = _DURATION_RE.match(value.strip())
         if not value.strip() or match is None or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '10m', '1h30m'")
+            hint = (
+                " (YAML 1.2 has no base-60 numbers: 1:30 is text, not 90 seconds)"
+                if ":" in value
+                else ""
+            )
+            raise ValueError(
+                f"{value!r} is not a duration; write e.g. '30s', '10m', '1h30m'" + hint
+            )
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
     else:
@@ -87,14 +94,29 @@ Canary = Annotated[
 ]
 
 
+#: Python's words for a date that cannot be, in the words of the file.
+_TIME_FAULTS = (
+    ("month must be", "there is no such month"),
+    ("day is out of range", "there is no such day in that month"),
+    ("hour must be", "the hour must be 00 to 23"),
+    ("minute must be", "the minute must be 00 to 59"),
+    ("second must be", "the second must be 00 to 59"),
+    ("offset must be", "the offset must be less than 24 hours"),
+)
+
+
 def _parse_time(value: object) -> object:
-    # PyYAML turns an unquoted timestamp into a datetime; a quoted one stays a string.
+    # The loader turns an unquoted timestamp into a datetime; a quoted one, or one naming no
+    # real instant (2026-02-30, hour 25, offset +99:00), stays a string and is judged here.
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
+        except ValueError as exc:
+            reason = next((say for fault, say in _TIME_FAULTS if fault in str(exc)), None)
             raise ValueError(
-                f"{value!r} is not an RFC 3339 time; write e.g. 2026-12-01T00:00:00Z"
+                f"{value!r} is not an RFC 3339 time"
+                + (f" ({reason})" if reason else "")
+                + "; write e.g. 2026-12-01T00:00:00Z"
             ) from None
     if isinstance(value, date) and not isinstance(value, datetime):
         raise ValueError("a ramp step needs a time with an offset, e.g. 2026-12-01T00:00:00Z")
