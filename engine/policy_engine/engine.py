@@ -338,6 +338,7 @@ class PolicyEngine:
                     )
                 if error is exc:
                     raise
+                error.__cause__ = exc  # by hand too: compiled by mypyc, "from" sets no cause
                 raise error from exc
             self._last_error = None
             self._last_success_at = time.time()

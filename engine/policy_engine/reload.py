@@ -121,7 +121,6 @@ class PolicyWatcher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="policy-engine-watcher", daemon=True)
-        self._last_logged_error: str | None = None
 
     @property
     def running(self) -> bool:
@@ -161,44 +160,59 @@ class PolicyWatcher:
             self._ready.set()
 
     def reload_now(self) -> None:
-        """Reload the engine's policies; a failure is logged once per distinct error."""
+        """Reload the engine's policies; never raises.
+
+        A failure is recorded, counted and logged by ``PolicyEngine.reload`` itself, the same
+        way whoever triggered it; the watcher only keeps watching.
+        """
         try:
-            changed = self._engine.reload()
-        except PolicyError as exc:
-            text = str(exc)
-            if text != self._last_logged_error:
-                self._last_logged_error = text
-                log.error(
-                    "policy reload failed; still serving policy set %s: %s",
-                    self._engine.checksum,
-                    text,
-                    extra={"checksum": self._engine.checksum},
-                )
-            return
-        except Exception:
+            self._engine.reload()
+        except PolicyError:
+            return  # the engine has recorded, counted and logged it
+        except Exception:  # a hook or a bug: the thread must outlive it
             log.exception("policy reload failed unexpectedly; the last good set keeps serving")
-            return
-        self._last_logged_error = None
-        if changed:
-            log.info("policy set %s is now serving", self._engine.checksum)
 
 
 def install_sighup_reload(engine: PolicyEngine) -> Callable[[], None]:
     """Make ``SIGHUP`` reload ``engine``'s policies (long-running CLI commands call this).
 
-    Returns a function that restores the previous handler. Must be called from the main thread
-    (a Python rule for signal handlers).
+    The handler only starts a thread that reloads, so nothing a reload does can escape into
+    the code the signal interrupted (a consume loop, say), and a signal arriving while that
+    code holds the engine's reload lock cannot deadlock it. A failure is recorded like any
+    failed reload (``status()``, the metric, the engine's ERROR line); a ``SIGHUP`` that meets
+    the same error again, which the engine does not repeat, says so at WARNING, and every other
+    outcome is an INFO line. Returns a function that restores the previous handler.
+    Must be called from the main thread (a Python rule for signal handlers).
     """
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def reload_and_say() -> None:
+        before = engine.status().last_error
         try:
             changed = engine.reload()
         except PolicyError as exc:
-            log.error("SIGHUP reload failed; still serving %s: %s", engine.checksum, exc)
+            if before is not None and str(before) == str(exc):
+                # The engine logs an error once; say that this signal met it again.
+                log.warning(
+                    "SIGHUP reload failed again with the same error; still serving policy set %s",
+                    engine.checksum,
+                )
+            else:
+                log.info("SIGHUP reload failed; still serving policy set %s", engine.checksum)
+            return
+        except Exception:  # a hook or a bug: the process must outlive it
+            log.exception("SIGHUP reload failed unexpectedly; the last good set keeps serving")
             return
         log.info(
             "SIGHUP reload: %s", "new policy set " + engine.checksum if changed else "no change"
         )
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        try:
+            threading.Thread(
+                target=reload_and_say, name="policy-engine-sighup", daemon=True
+            ).start()
+        except Exception:  # no exception may leave a signal handler: it would stop the program
+            log.exception("SIGHUP: could not start the reload; the last good set keeps serving")
 
     previous = signal.signal(signal.SIGHUP, handler)
 
