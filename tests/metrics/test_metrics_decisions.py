@@ -120,6 +120,7 @@ def test_names_labels_and_kinds_are_spec_section_8():
         "schema_validation_duration_seconds": ("histogram", ()),
         "policy_reloads_total": ("counter", ("result",)),
         "policy_last_reload_success_timestamp_seconds": ("gauge", ()),
+        "policy_reload_failing": ("gauge", ()),
         "policy_info": ("gauge", ("checksum",)),
         "policy_canary_percent": ("gauge", ("schema", "track")),
         "policy_guardrail_tripped": ("gauge", ("schema", "track")),
@@ -128,6 +129,9 @@ def test_names_labels_and_kinds_are_spec_section_8():
         "schema_registry_requests_total": ("counter", ("outcome",)),
         "schema_registry_cache_total": ("counter", ("result",)),
         "dlq_messages_total": ("counter", ("schema", "reason")),
+        "consume_stream_length": ("gauge", ("stream", "role")),
+        "consume_group_lag": ("gauge", ("stream", "group")),
+        "consume_group_pending": ("gauge", ("stream", "group")),
     }
 
 
@@ -142,6 +146,7 @@ def test_scrape_matches_the_spec(make_engine, registry):
     eng.metrics.registry_request("ok")
     eng.metrics.registry_cache("hit")
     eng.metrics.set_guardrail_store(False, "unreachable")
+    eng.metrics.report_stream("events", "source", 10, group="policy-engine", lag=2, pending=1)
     families = {family.name: family for family in registry.collect()}
     for spec in METRICS:
         family = families[spec.name.removesuffix("_total")]

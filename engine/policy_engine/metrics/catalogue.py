@@ -99,6 +99,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "When the policy files last loaded successfully (epoch seconds).",
     ),
     MetricSpec(
+        "policy_reload_failing",
+        "gauge",
+        (),
+        "1 while the latest policy load attempt failed (the last good set keeps serving), 0 "
+        "once a load succeeds or finds the files unchanged.",
+    ),
+    MetricSpec(
         "policy_info",
         "gauge",
         ("checksum",),
@@ -148,6 +155,27 @@ METRICS: tuple[MetricSpec, ...] = (
         ("schema", "reason"),
         "Messages written to the dead-letter queue, by reason.",
     ),
+    MetricSpec(
+        "consume_stream_length",
+        "gauge",
+        ("stream", "role"),
+        "Entries in a Redis stream the consume loop reads (role=source) or writes (output, "
+        "dlq: the DLQ depth), as XINFO last said; NaN while unknown.",
+    ),
+    MetricSpec(
+        "consume_group_lag",
+        "gauge",
+        ("stream", "group"),
+        "Entries of the stream not yet delivered to the consumer group (XINFO GROUPS lag); NaN "
+        "while Redis cannot tell.",
+    ),
+    MetricSpec(
+        "consume_group_pending",
+        "gauge",
+        ("stream", "group"),
+        "Entries delivered to the consumer group and not yet acknowledged (XINFO GROUPS "
+        "pending); NaN while unknown.",
+    ),
 )
 SPECS = {spec.name: spec for spec in METRICS}
 
@@ -164,7 +192,15 @@ HOOK_COUNTERS = frozenset(
 
 
 #: Gauges set by hook calls rather than derived from the engines at scrape time.
-HOOK_GAUGES = ("policy_guardrail_tripped", "policy_guardrail_store_up")
+HOOK_GAUGES = (
+    "policy_guardrail_tripped",
+    "policy_guardrail_store_up",
+    "consume_stream_length",
+    "consume_group_lag",
+    "consume_group_pending",
+)
+#: ``role`` values of ``consume_stream_length``: what the loop does with the stream.
+STREAM_ROLES = ("source", "output", "dlq")
 
 
 def exported_metric_names() -> frozenset[str]:
@@ -179,6 +215,7 @@ __all__ = [
     "MAX_PATHS_PER_SERIES",
     "METRICS",
     "SPECS",
+    "STREAM_ROLES",
     "MetricKind",
     "MetricSpec",
     "exported_metric_names",

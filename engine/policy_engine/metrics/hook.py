@@ -2,9 +2,10 @@
 
 ``EngineMetrics`` is a ``DecisionObserver``, a ``ReloadObserver`` and a ``RegistryObserver``
 (``policy_engine.hooks``); the DLQ and guardrails report through ``count_dlq`` and
-``set_guardrail_tripped``. Everything it needs comes with those calls: the policy set and the
-registry's listing with each ``ReloadEvent``, the route and its outcome with each ``Decision``.
-It never holds or asks the engine.
+``set_guardrail_tripped``, the consume loop its Redis streams through ``report_stream``.
+Everything it needs comes with those calls: the policy set and the registry's listing with each
+``ReloadEvent``, the route and its outcome with each ``Decision``. It never holds or asks the
+engine.
 
 ``FastEngineMetrics`` is also a ``DecisionCounter``: it hands the engine per-route cells of
 per-thread ints (``metrics.store``) that the engine counts into itself;
@@ -23,6 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from policy_engine.core.route import ANY_THREAD
 from policy_engine.hooks import TIMING_SAMPLE, ReloadEvent, outcome_slot
+from policy_engine.metrics.catalogue import STREAM_ROLES
 from policy_engine.metrics.labels import UNKNOWN, Known, known_from
 from policy_engine.metrics.store import Cell, Shard, store_for
 from policy_engine.modes import Mode
@@ -77,6 +79,8 @@ class EngineMetrics:
         self._known: Known = known_from(None, {}, self._base_tracks, default_mode)
         #: When the policy files last loaded successfully (the hook's clock), or ``None``.
         self.last_success: float | None = None
+        #: Whether the latest load attempt failed (``policy_reload_failing``).
+        self.reload_failing = False
 
     @staticmethod
     def create(
@@ -152,6 +156,8 @@ class EngineMetrics:
             self._count("policy_reloads_total", (event.result,))
         if event.result in ("success", "unchanged"):
             self.last_success = self.clock()
+        # Held until a load works: the broken files stay broken until someone changes them.
+        self.reload_failing = event.result == "error"
         if event.result != "error":
             self._refresh(event.policy_set, event.registry)
 
@@ -183,6 +189,52 @@ class EngineMetrics:
             self._count("policy_guardrail_store_errors_total", ())
         self._set_gauge("policy_guardrail_store_up", (), 1.0 if up else 0.0)
 
+    # -- reported by the consume loop
+
+    def report_stream(
+        self,
+        stream: str,
+        role: str,
+        length: int | None,
+        group: str | None = None,
+        lag: int | None = None,
+        pending: int | None = None,
+    ) -> None:
+        """Report what XINFO says of one Redis stream the consume loop reads or writes.
+
+        Call it at most once a second per stream (the values are gauges: only the latest
+        counts), never per message:
+
+        - the source: ``report_stream(source, "source", XINFO STREAM's length, group=the
+          consumer group, lag=XINFO GROUPS' "lag" of that group, pending=its "pending")``;
+        - the output stream: ``report_stream(output, "output", length)``;
+        - the dead-letter stream: ``report_stream(dlq, "dlq", length)`` (its length is the DLQ
+          depth).
+
+        ``length`` sets ``consume_stream_length{stream, role}``; with ``group``, ``lag`` and
+        ``pending`` set ``consume_group_lag{stream, group}`` and
+        ``consume_group_pending{stream, group}``. ``None`` means unknown now (the stream does
+        not exist yet, XINFO failed, or Redis reports no lag, as it does after entries past the
+        group's last delivered one were deleted): the gauge reads NaN, a gap on a graph that no
+        alert fires on, rather than a stale number. Stream and group names become label values:
+        pass the names from the operator's configuration (they are bounded), never anything
+        read from a payload. ``role`` must be one of ``STREAM_ROLES``; ``lag`` or ``pending``
+        without ``group`` is an error.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> hook = EngineMetrics.create(CollectorRegistry(), multiprocess=False)
+        >>> hook.report_stream("events", "source", 1200, group="policy-engine", lag=40, pending=3)
+        >>> hook.report_stream("events:dlq", "dlq", 17)
+        """
+        if role not in STREAM_ROLES:
+            raise ValueError(f"role {role!r}: one of {', '.join(STREAM_ROLES)}")
+        if group is None and (lag is not None or pending is not None):
+            raise ValueError("lag and pending are the consumer group's: pass group= too")
+        self._set_gauge("consume_stream_length", (stream, role), _gauge_value(length))
+        if group is not None:
+            self._set_gauge("consume_group_lag", (stream, group), _gauge_value(lag))
+            self._set_gauge("consume_group_pending", (stream, group), _gauge_value(pending))
+
     def _set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
         raise NotImplementedError
 
@@ -194,6 +246,11 @@ class EngineMetrics:
     def after_evaluation(self, decision: Decision, seconds: float | None) -> None:
         """Count one decision and, when it was timed, its duration."""
         raise NotImplementedError
+
+
+def _gauge_value(value: int | None) -> float:
+    """A count as a gauge value; unknown (``None``) as NaN."""
+    return float("nan") if value is None else float(value)
 
 
 class FastEngineMetrics(EngineMetrics):

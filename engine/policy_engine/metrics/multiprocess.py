@@ -75,6 +75,13 @@ class _Objects:
         self.guardrail = gauge("policy_guardrail_tripped", "livemax")
         # livemin: 0 while any live process cannot reach the store.
         self.store_up = gauge("policy_guardrail_store_up", "livemin")
+        # livemax: 1 while any live process is stuck on a failed load.
+        self.reload_failing = gauge("policy_reload_failing", "livemax")
+        # livemostrecent: every process samples the same streams; the latest XINFO is right.
+        self.streams = {
+            name: gauge(name, "livemostrecent")
+            for name in ("consume_stream_length", "consume_group_lag", "consume_group_pending")
+        }
 
 
 _OBJECTS: _Objects | None = None
@@ -205,6 +212,7 @@ class MultiprocessEngineMetrics(EngineMetrics):
         super().after_reload(event)
         if self.last_success is not None:
             self._objects.last_success.set(self.last_success)
+        self._objects.reload_failing.set(1.0 if self.reload_failing else 0.0)
         self._write_policy_gauges()
 
     def _count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
@@ -216,7 +224,7 @@ class MultiprocessEngineMetrics(EngineMetrics):
         self._objects.guardrail.labels(*labels).set(1.0 if tripped else 0.0)
 
     def _set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
-        gauge = {"policy_guardrail_store_up": self._objects.store_up}[name]
+        gauge = {"policy_guardrail_store_up": self._objects.store_up, **self._objects.streams}[name]
         (gauge.labels(*labels) if labels else gauge).set(value)
 
 

@@ -146,6 +146,7 @@ class PolicyGauges(Protocol):
 
     clock: Callable[[], float]
     last_success: float | None
+    reload_failing: bool
 
     def known_now(self) -> Known:
         """What the hook's engine knows: its checksum and rules."""
@@ -355,8 +356,11 @@ def _policy_families(hooks: list[PolicyGauges]) -> Iterator[Metric]:
     info = _gauge("policy_info")
     stamp = _gauge("policy_last_reload_success_timestamp_seconds")
     canary = _gauge("policy_canary_percent")
+    failing = _gauge("policy_reload_failing")
     checksums: set[str] = set()
     last: float | None = None
+    # 1 while any engine of the registry is stuck on a failed load (as policy_info shows all).
+    failing_now: bool | None = None
     canaries: dict[tuple[str, str], float] = {}
     for hook in hooks:
         known = hook.known_now()
@@ -364,6 +368,7 @@ def _policy_families(hooks: list[PolicyGauges]) -> Iterator[Metric]:
             checksums.add(known.checksum)
         if hook.last_success is not None:
             last = hook.last_success if last is None else max(last, hook.last_success)
+        failing_now = bool(failing_now) or hook.reload_failing
         now = hook.clock()
         for rule in known.rules:
             canaries[(rule.schema, rule.track)] = rule.canary_at(now)
@@ -373,9 +378,12 @@ def _policy_families(hooks: list[PolicyGauges]) -> Iterator[Metric]:
         stamp.add_metric([], last)
     for labels, value in sorted(canaries.items()):
         canary.add_metric(labels, value)
+    if failing_now is not None:
+        failing.add_metric([], 1.0 if failing_now else 0.0)
     yield info
     yield stamp
     yield canary
+    yield failing
 
 
 _STORES: weakref.WeakKeyDictionary[CollectorRegistry, Store] = weakref.WeakKeyDictionary()
