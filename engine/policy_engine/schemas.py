@@ -5,7 +5,7 @@ Per payload this is a dict lookup and one comparison with the expiry time. A ref
 failed refresh keeps serving the last good validator (stale-if-error, SPEC §4). Track choice
 (SPEC §3.1) is cached the same way and falls back only on a definite "not found".
 
-Track choice and prefetching are written once, as plans (generators yielding the slots that need
+Track choice and prefetching are written once, as scripts (generators yielding the slots that need
 a fetch), and driven two ways: ``choose_track``/``prepare`` refresh with ``source.fetch``,
 ``aprepare`` with ``await source.afetch`` when the source has one (``HttpSchemaSource``), else
 ``source.fetch`` in a worker thread. Either way the event loop never waits on registry I/O.
@@ -41,8 +41,8 @@ from policy_engine.validate import CompiledSchema, compile_schema
 log = logging.getLogger("policy_engine.registry")
 
 T = TypeVar("T")
-#: A plan yields the slots that must be refreshed before it can go on, and returns its answer.
-SlotPlan: TypeAlias = Generator["SchemaSlot", None, T]
+#: A script yields the slots that must be refreshed before it can go on, and returns its answer.
+FetchScript: TypeAlias = Generator["SchemaSlot", None, T]
 
 #: Most (schema, track) slots kept; names beyond it (a producer inventing names) are evicted
 #: oldest first, so memory stays bounded whatever arrives.
@@ -150,9 +150,9 @@ class SchemaCache:
         Returns the track and the time until which the choice holds. Only a definite "not
         found" for the preferred track falls back; an outage keeps the preferred track.
         """
-        return self._run(self._choose_track_plan(schema, now), now)
+        return self._run(self._choose_track_script(schema, now), now)
 
-    def _choose_track_plan(self, schema: str, now: float) -> SlotPlan[tuple[str, float]]:
+    def _choose_track_script(self, schema: str, now: float) -> FetchScript[tuple[str, float]]:
         cached = self._tracks.get(schema)
         if cached is not None and now < cached[1]:
             return cached
@@ -194,7 +194,7 @@ class SchemaCache:
 
     def prepare(self, schema: str, track: str | None, now: float) -> None:
         """Fetch whatever ``schema``/``track`` needs, so the next lookup is a cache hit."""
-        self._run(self._prepare_plan(schema, track, now), now)
+        self._run(self._prepare_script(schema, track, now), now)
 
     async def aprepare(self, schema: str, track: str | None, now: float) -> None:
         """``prepare`` for asyncio: registry I/O never blocks the event loop.
@@ -206,29 +206,29 @@ class SchemaCache:
         if afetch is None:
             await asyncio.to_thread(self.prepare, schema, track, now)
             return
-        plan = self._prepare_plan(schema, track, now)
+        script = self._prepare_script(schema, track, now)
         try:
-            slot = next(plan)
+            slot = next(script)
             while True:
                 await self.arefresh(slot, now, afetch)
-                slot = plan.send(None)
+                slot = script.send(None)
         except StopIteration:
             return
 
-    def _prepare_plan(self, schema: str, track: str | None, now: float) -> SlotPlan[None]:
+    def _prepare_script(self, schema: str, track: str | None, now: float) -> FetchScript[None]:
         if track is None:
-            track = (yield from self._choose_track_plan(schema, now))[0]
+            track = (yield from self._choose_track_script(schema, now))[0]
         slot = self.slot(schema, track)
         if now >= slot.expires:
             yield slot
 
-    def _run(self, plan: SlotPlan[T], now: float) -> T:
-        """Drive ``plan``, refreshing each slot it asks for with the blocking ``fetch``."""
+    def _run(self, script: FetchScript[T], now: float) -> T:
+        """Drive ``script``, refreshing each slot it asks for with the blocking ``fetch``."""
         try:
-            slot = next(plan)
+            slot = next(script)
             while True:
                 self.refresh(slot, now)
-                slot = plan.send(None)
+                slot = script.send(None)
         except StopIteration as done:
             result: T = done.value
             return result

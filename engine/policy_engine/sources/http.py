@@ -29,13 +29,13 @@ not one per subject. Meanwhile a subject with no cached schema fails at once wit
 
 How it is built (sans-I/O, so the sync and async forms share every decision):
 
-- *plans* are generators that yield a ``_Call`` (one GET) and receive its parsed JSON answer (or
+- *request scripts* are generators that yield a ``_Call`` (one GET) and receive its parsed JSON answer (or
   have the typed error thrown in): paths, parsing and reference resolution, no sockets;
 - ``_Cache`` is the cache state machine (fresh, in flight, backing off, stale, not found) under
   one lock; it decides, the drivers act;
 - ``classify`` turns a ``_Reply`` (a status and body, or a transport failure) into JSON or a
   typed error;
-- two drivers run plans: ``fetch`` and friends through ``httpx.Client``, ``afetch`` and friends
+- two drivers run scripts: ``fetch`` and friends through ``httpx.Client``, ``afetch`` and friends
   through ``httpx.AsyncClient``.
 """
 
@@ -102,7 +102,7 @@ ACCEPT = (
     "application/json; q=0.5"
 )
 
-Outcome = Literal["ok", "not_found", "error", "timeout"]
+RequestOutcome = Literal["ok", "not_found", "error", "timeout"]
 CacheResult = Literal["hit", "miss", "stale"]
 
 
@@ -185,7 +185,7 @@ class _Reply:
     reached: bool = True
 
 
-Plan: TypeAlias = Generator[_Call, Any, T]
+RequestScript: TypeAlias = Generator[_Call, Any, T]
 
 _NOT_JSON = object()
 
@@ -224,7 +224,7 @@ _NOT_FOUND: Mapping[int, type[SchemaNotFoundError]] = {
 }
 
 
-def classify(call: _Call, reply: _Reply, where: str) -> tuple[Outcome, Any]:
+def classify(call: _Call, reply: _Reply, where: str) -> tuple[RequestOutcome, Any]:
     """The outcome of one exchange and its JSON answer, or the typed error it amounts to.
 
     Pure: no I/O, no state. ``where`` names the registry (its URL without user info).
@@ -404,7 +404,7 @@ def _describe(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class _LookupResult:
     """How one lookup ended: a value or an error, and what the cache did for it."""
 
     value: Any = None
@@ -437,7 +437,7 @@ class _Flight:
         self.started = started  # cache clock: a fresh answer's TTL counts from here
         self.deadline = deadline  # time.monotonic(): when the request gives up
         self.done = threading.Event()
-        self.outcome = _Outcome(retry=True)
+        self.outcome = _LookupResult(retry=True)
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -445,7 +445,7 @@ class _Flight:
         """Whether a sync wait here would deadlock: the request runs on this thread's loop."""
         return self.is_async and self.thread == threading.get_ident()
 
-    def finish(self, outcome: _Outcome) -> None:
+    def finish(self, outcome: _LookupResult) -> None:
         """Record the outcome and wake every waiter."""
         with self._lock:
             self.outcome = outcome
@@ -456,7 +456,7 @@ class _Flight:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_wake, future)
 
-    async def wait(self) -> _Outcome:
+    async def wait(self) -> _LookupResult:
         """Wait (asyncio) until the request finishes, at most until its deadline plus a second."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -468,15 +468,15 @@ class _Flight:
             async with asyncio.timeout(max(self.deadline - time.monotonic(), 0.0) + 1.0):
                 await future
         except TimeoutError:
-            return _Outcome(
+            return _LookupResult(
                 error=RegistryUnavailableError("waited too long for a registry request")
             )
         return self.outcome
 
-    def wait_sync(self) -> _Outcome:
+    def wait_sync(self) -> _LookupResult:
         """Wait (blocking) until the request finishes, at most until its deadline plus a second."""
         if not self.done.wait(max(self.deadline - time.monotonic(), 0.0) + 1.0):
-            return _Outcome(
+            return _LookupResult(
                 error=RegistryUnavailableError("waited too long for a registry request")
             )
         return self.outcome
@@ -602,7 +602,7 @@ class _Cache:
             "fetch", step.key, step.entry, _Flight(False, now, time.monotonic() + self.timeout)
         )
 
-    def served(self, step: _Step) -> _Outcome:
+    def served(self, step: _Step) -> _LookupResult:
         """The outcome of a lookup answered without a request (hit, stale, or fail)."""
         entry = step.entry
         now = self.clock()
@@ -612,9 +612,9 @@ class _Cache:
             retry_in = max(entry.retry_at, self._down_until) - now
             down = self._down_error
         if step.kind == "hit":
-            return _Outcome(value=value, error=error, result="hit")
+            return _LookupResult(value=value, error=error, result="hit")
         if step.kind == "stale":
-            return _Outcome(value=value, result="stale")
+            return _LookupResult(value=value, result="stale")
         wait = f"not asked again for {max(retry_in, 0.0):.1f} s"
         if own and failure is not None:
             note = RegistryUnavailableError(
@@ -627,11 +627,11 @@ class _Cache:
             note = RegistryUnavailableError(
                 f"schema registry {self._where} is unreachable (last error: {down}); {wait}"
             )
-        return _Outcome(error=note)
+        return _LookupResult(error=note)
 
     def finish(
         self, step: _Step, *, value: Any = None, error: RegistryError | None = None, pinned: bool
-    ) -> _Outcome:
+    ) -> _LookupResult:
         """Record what the request of ``step`` brought and wake whoever waits for it.
 
         A value is fresh for the TTL from when the request started (forever when ``pinned``:
@@ -651,22 +651,22 @@ class _Cache:
                 entry.value, entry.error = value, None
                 entry.expires = float("inf") if pinned else flight.started + self.ttl
                 entry.failures, entry.retry_at, entry.last_failure = 0, float("-inf"), None
-                outcome = _Outcome(value=value)
+                outcome = _LookupResult(value=value)
             elif isinstance(error, SchemaNotFoundError | InvalidSchemaError):
                 entry.value, entry.error = None, error
                 entry.expires = flight.started + self.ttl
                 entry.failures, entry.retry_at, entry.last_failure = 0, float("-inf"), None
-                outcome = _Outcome(error=error)
+                outcome = _LookupResult(error=error)
             else:
                 entry.failures += 1
                 entry.retry_at = now + self.backoff(entry.failures)
                 entry.last_failure = error
                 if entry.value is not None:
-                    outcome = _Outcome(value=entry.value, result="stale")
+                    outcome = _LookupResult(value=entry.value, result="stale")
                     if now - entry.logged >= STALE_LOG_INTERVAL:
                         entry.logged, stale_log = now, True
                 else:
-                    outcome = _Outcome(error=error)
+                    outcome = _LookupResult(error=error)
             if entry.flight is flight:
                 entry.flight = None
             retry_in = entry.retry_at - now
@@ -694,7 +694,7 @@ class _Cache:
         with self._lock:
             if step.entry.flight is flight:
                 step.entry.flight = None
-        flight.finish(_Outcome(retry=True))
+        flight.finish(_LookupResult(retry=True))
 
     def backoff(self, failures: int) -> float:
         """Seconds before the next request after ``failures`` failed ones: exponential, with
@@ -835,7 +835,7 @@ class HttpSchemaSource:
         check_schema_name(schema, track)
         subject = self.subject_for(schema, track)
         found = self._lookup(
-            ("latest", subject), lambda: self._latest_plan(subject, schema, track), schema, track
+            ("latest", subject), lambda: self._latest_script(subject, schema, track), schema, track
         )
         return found.as_document(schema, track)
 
@@ -845,7 +845,7 @@ class HttpSchemaSource:
         subject = self.subject_for(schema, track)
         found = self._lookup(
             ("version", subject, version),
-            lambda: self._version_plan(subject, version, schema, track),
+            lambda: self._version_script(subject, version, schema, track),
             schema,
             track,
             pinned=True,
@@ -855,12 +855,12 @@ class HttpSchemaSource:
     def schema_by_id(self, schema_id: int) -> RegistrySchema:
         """The schema with the registry's global id ``schema_id`` (cached for good)."""
         return self._lookup(
-            ("id", schema_id), lambda: self._id_plan(schema_id), None, None, pinned=True
+            ("id", schema_id), lambda: self._id_script(schema_id), None, None, pinned=True
         )
 
     def subjects(self) -> tuple[str, ...]:
         """Every subject of the registry (cached for the TTL, stale on errors)."""
-        return self._lookup(("subjects",), self._subjects_plan, None, None)
+        return self._lookup(("subjects",), self._subjects_script, None, None)
 
     def known_schemas(self) -> Mapping[str, tuple[str, ...]]:
         """Schemas and tracks, read from the subject list through the subject template."""
@@ -896,7 +896,7 @@ class HttpSchemaSource:
         check_schema_name(schema, track)
         subject = self.subject_for(schema, track)
         found = await self._alookup(
-            ("latest", subject), lambda: self._latest_plan(subject, schema, track), schema, track
+            ("latest", subject), lambda: self._latest_script(subject, schema, track), schema, track
         )
         return found.as_document(schema, track)
 
@@ -906,7 +906,7 @@ class HttpSchemaSource:
         subject = self.subject_for(schema, track)
         found = await self._alookup(
             ("version", subject, version),
-            lambda: self._version_plan(subject, version, schema, track),
+            lambda: self._version_script(subject, version, schema, track),
             schema,
             track,
             pinned=True,
@@ -916,12 +916,12 @@ class HttpSchemaSource:
     async def aschema_by_id(self, schema_id: int) -> RegistrySchema:
         """``schema_by_id`` for asyncio."""
         return await self._alookup(
-            ("id", schema_id), lambda: self._id_plan(schema_id), None, None, pinned=True
+            ("id", schema_id), lambda: self._id_script(schema_id), None, None, pinned=True
         )
 
     async def asubjects(self) -> tuple[str, ...]:
         """``subjects`` for asyncio."""
-        return await self._alookup(("subjects",), self._subjects_plan, None, None)
+        return await self._alookup(("subjects",), self._subjects_script, None, None)
 
     async def aknown_schemas(self) -> Mapping[str, tuple[str, ...]]:
         """``known_schemas`` for asyncio."""
@@ -953,9 +953,11 @@ class HttpSchemaSource:
             f"cache_ttl={self.cache_ttl:g}, subject_template={self.subjects_template.template!r})"
         )
 
-    # ------------------------------------------------------------------ plans (no I/O)
+    # ------------------------------------------------------------------ scripts (no I/O)
 
-    def _latest_plan(self, subject: str, schema: str, track: str) -> Plan[RegistrySchema]:
+    def _latest_script(
+        self, subject: str, schema: str, track: str
+    ) -> RequestScript[RegistrySchema]:
         call = _Call(
             f"subjects/{quote(subject, safe='')}/versions/latest",
             f"subject {subject!r} latest version",
@@ -966,11 +968,11 @@ class HttpSchemaSource:
         body = yield call
         root = parse_schema_answer(call, body, self.url)
         self._raw.put(root)
-        return (yield from self._resolve_plan(root, call))
+        return (yield from self._resolve_script(root, call))
 
-    def _version_plan(
+    def _version_script(
         self, subject: str, version: int, schema: str | None, track: str | None
-    ) -> Plan[RegistrySchema]:
+    ) -> RequestScript[RegistrySchema]:
         call = _Call(
             f"subjects/{quote(subject, safe='')}/versions/{version}",
             f"subject {subject!r} version {version}",
@@ -978,21 +980,21 @@ class HttpSchemaSource:
             schema,
             track,
         )
-        root = yield from self._raw_plan(("version", subject, version), call)
-        return (yield from self._resolve_plan(root, call))
+        root = yield from self._raw_script(("version", subject, version), call)
+        return (yield from self._resolve_script(root, call))
 
-    def _id_plan(self, schema_id: int) -> Plan[RegistrySchema]:
+    def _id_script(self, schema_id: int) -> RequestScript[RegistrySchema]:
         call = _Call(
             f"schemas/ids/{schema_id}", f"schema id {schema_id}", "schema", None, None, schema_id
         )
-        root = yield from self._raw_plan(("id", schema_id), call)
-        return (yield from self._resolve_plan(root, call))
+        root = yield from self._raw_script(("id", schema_id), call)
+        return (yield from self._resolve_script(root, call))
 
-    def _subjects_plan(self) -> Plan[tuple[str, ...]]:
+    def _subjects_script(self) -> RequestScript[tuple[str, ...]]:
         body = yield _Call("subjects", "subject list", "subjects")
         return tuple(body)
 
-    def _raw_plan(self, key: tuple[Any, ...], call: _Call) -> Plan[RegistrySchema]:
+    def _raw_script(self, key: tuple[Any, ...], call: _Call) -> RequestScript[RegistrySchema]:
         """An immutable schema from the raw LRU, else from the registry."""
         cached = self._raw.get(key)
         if cached is not None:
@@ -1004,7 +1006,7 @@ class HttpSchemaSource:
         self._raw.put(found)
         return found
 
-    def _resolve_plan(self, root: RegistrySchema, call: _Call) -> Plan[RegistrySchema]:
+    def _resolve_script(self, root: RegistrySchema, call: _Call) -> RequestScript[RegistrySchema]:
         """``root`` with every reference, transitively, in ``resolved`` (keyed by name).
 
         A reference the registry does not have makes the root unusable (``InvalidSchemaError``,
@@ -1034,7 +1036,7 @@ class HttpSchemaSource:
                 call.track,
             )
             try:
-                target = yield from self._raw_plan(("version", *target_key), ref_call)
+                target = yield from self._raw_script(("version", *target_key), ref_call)
             except SchemaNotFoundError as exc:
                 raise InvalidSchemaError(f"{exc}: the reference cannot be resolved", **ctx) from exc
             keys = _reference_keys(ref.name, (*bases, *root_bases))
@@ -1069,7 +1071,7 @@ class HttpSchemaSource:
 
     # ------------------------------------------------------------------ reporting
 
-    def _report_request(self, outcome: Outcome) -> None:
+    def _report_request(self, outcome: RequestOutcome) -> None:
         for observer in self.observers:
             try:
                 observer.registry_request(outcome)
@@ -1083,7 +1085,7 @@ class HttpSchemaSource:
             except Exception:
                 log.exception("hook %r failed in registry_cache; ignored", observer)
 
-    def _settle(self, outcome: _Outcome, schema: str | None, track: str | None) -> Any:
+    def _settle(self, outcome: _LookupResult, schema: str | None, track: str | None) -> Any:
         """Report the cache result; return the value or raise (a copy of) the error."""
         self._report_cache(outcome.result)
         if outcome.error is not None:
@@ -1100,7 +1102,7 @@ class HttpSchemaSource:
     def _lookup(
         self,
         key: tuple[Any, ...],
-        make_plan: Callable[[], Plan[T]],
+        make_script: Callable[[], RequestScript[T]],
         schema: str | None,
         track: str | None,
         *,
@@ -1122,7 +1124,7 @@ class HttpSchemaSource:
                 return cast(T, self._settle(self._cache.served(step), schema, track))
             assert step.flight is not None
             try:
-                value = self._run(make_plan(), step.flight.deadline, schema, track)
+                value = self._run(make_script(), step.flight.deadline, schema, track)
             except RegistryError as exc:
                 outcome = self._cache.finish(step, error=exc, pinned=pinned)
             except Exception as exc:  # a bug must not leave waiters hanging: count it as a fault
@@ -1140,19 +1142,23 @@ class HttpSchemaSource:
                 outcome = self._cache.finish(step, value=value, pinned=pinned)
             return cast(T, self._settle(outcome, schema, track))
 
-    def _run(self, plan: Plan[T], deadline: float, schema: str | None, track: str | None) -> T:
-        """Drive ``plan`` with blocking requests, all within ``deadline`` (``time.monotonic``)."""
+    def _run(
+        self, script: RequestScript[T], deadline: float, schema: str | None, track: str | None
+    ) -> T:
+        """Drive ``script`` with blocking requests, all within ``deadline`` (``time.monotonic``)."""
         if self._closed:
             raise self._unavailable_closed(schema, track)
         try:
-            call = next(plan)
+            call = next(script)
             while True:
                 reply = self._send(call, deadline)
                 outcome, answer = classify(call, reply, self.url)
                 self._cache.reached(None if reply.reached else answer)
                 self._report_request(outcome)
                 call = (
-                    plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)
+                    script.throw(answer)
+                    if isinstance(answer, RegistryError)
+                    else script.send(answer)
                 )
         except StopIteration as done:
             return cast(T, done.value)
@@ -1214,7 +1220,7 @@ class HttpSchemaSource:
     async def _alookup(
         self,
         key: tuple[Any, ...],
-        make_plan: Callable[[], Plan[T]],
+        make_script: Callable[[], RequestScript[T]],
         schema: str | None,
         track: str | None,
         *,
@@ -1232,7 +1238,7 @@ class HttpSchemaSource:
                 return cast(T, self._settle(self._cache.served(step), schema, track))
             assert step.flight is not None
             try:
-                value = await self._arun(make_plan(), step.flight.deadline, schema, track)
+                value = await self._arun(make_script(), step.flight.deadline, schema, track)
             except RegistryError as exc:
                 outcome = self._cache.finish(step, error=exc, pinned=pinned)
             except Exception as exc:  # a bug must not leave waiters hanging: count it as a fault
@@ -1251,20 +1257,22 @@ class HttpSchemaSource:
             return cast(T, self._settle(outcome, schema, track))
 
     async def _arun(
-        self, plan: Plan[T], deadline: float, schema: str | None, track: str | None
+        self, script: RequestScript[T], deadline: float, schema: str | None, track: str | None
     ) -> T:
-        """Drive ``plan`` with asyncio requests, all within ``deadline`` (``time.monotonic``)."""
+        """Drive ``script`` with asyncio requests, all within ``deadline`` (``time.monotonic``)."""
         if self._closed:
             raise self._unavailable_closed(schema, track)
         try:
-            call = next(plan)
+            call = next(script)
             while True:
                 reply = await self._asend(call, deadline)
                 outcome, answer = classify(call, reply, self.url)
                 self._cache.reached(None if reply.reached else answer)
                 self._report_request(outcome)
                 call = (
-                    plan.throw(answer) if isinstance(answer, RegistryError) else plan.send(answer)
+                    script.throw(answer)
+                    if isinstance(answer, RegistryError)
+                    else script.send(answer)
                 )
         except StopIteration as done:
             return cast(T, done.value)
