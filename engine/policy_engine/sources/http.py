@@ -29,8 +29,9 @@ not one per subject. Meanwhile a subject with no cached schema fails at once wit
 
 How it is built (sans-I/O, so the sync and async forms share every decision):
 
-- *request scripts* are generators that yield a ``_Call`` (one GET) and receive its parsed JSON answer (or
-  have the typed error thrown in): paths, parsing and reference resolution, no sockets;
+- *request scripts* are generators that yield a ``_Call`` (one GET) and receive its parsed JSON
+  answer (or have the typed error thrown in): paths, parsing and reference resolution, no
+  sockets;
 - ``_Cache`` is the cache state machine (fresh, in flight, backing off, stale, not found) under
   one lock; it decides, the drivers act;
 - ``classify`` turns a ``_Reply`` (a status and body, or a transport failure) into JSON or a
