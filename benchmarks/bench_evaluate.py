@@ -20,6 +20,11 @@ floor: the validator ``evaluate`` itself calls) and the old pipeline's approach 
 - resolve only (metrics off) <= 1 us;
 - the old approach >= 40x slower than ``evaluate`` (metrics off).
 
+A second section measures a producer that invents schema names (default engine): ``evaluate``
+of the valid trade under a new, unknown name on every call, against the known name (target:
+at most 5x), and the known name on an engine that has just seen ``--flood`` invented names,
+against one that has not (target: the same cost), with the memory the flood left behind.
+
 Figures are only comparable within one run: every ratio is of two cases of the same rounds.
 """
 
@@ -56,6 +61,7 @@ from common import (
     trade_symbols,
 )
 from policy_engine import Mode, PolicyEngine
+from policy_engine.engine import MAX_UNKNOWN_ROUTES
 
 OFF_POLICY = f"version: 1\nschemas:\n  {SCHEMA}: {{mode: off}}\n"
 #: (row, the engine's policies: "example" or "off") in the order printed.
@@ -93,6 +99,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=21, help="rounds (the median is shown)")
     parser.add_argument(
         "--round-ms", type=float, default=20.0, help="duration of one round of a case (20 ms)"
+    )
+    parser.add_argument(
+        "--flood", type=int, default=300_000, help="invented names for the flood (300 000)"
     )
     args = parser.parse_args()
 
@@ -194,11 +203,65 @@ def main() -> int:
         f"  {'resolve only, metrics off':<44} {fmt_ns(resolve_off.median):>8}  {'':<26} "
         f"target {'<= 1 us':<9} {verdict}"
     )
+    flood_section(valid, args)
     print(f"\nmachine: {started_load} at the start, {load()} at the end")
     for eng in engines.values():
         eng.close()
     shutil.rmtree(tmp)
     return 0
+
+
+def rss_mb() -> float:
+    """The process's resident memory now, in MB (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def flood_section(valid: dict[str, Any], args: argparse.Namespace) -> None:
+    """Unknown schema names: their cost, and what a flood of them leaves behind."""
+    known = PolicyEngine(
+        policies="policies", registry="schemas", metrics_registry=CollectorRegistry()
+    )
+    flooded = PolicyEngine(
+        policies="policies", registry="schemas", metrics_registry=CollectorRegistry()
+    )
+    before = rss_mb()
+    for n in range(args.flood):
+        flooded.evaluate(f"made.Up{n}", valid)
+    grown = rss_mb() - before
+    # Unique names: more of them than the unknown-route LRU holds, so every call is a new name.
+    invented = [f"invented.Name{n}" for n in range(200_000)]
+    evaluate = known.evaluate
+
+    def unknown_names(names: Sequence[Any]) -> None:
+        for name in names:
+            evaluate(name, valid)
+
+    unknown_case = Case("evaluate, a new unknown name each call", unknown_names, invented)
+    known_case = Case("evaluate, valid trade, known name", repeat(known.evaluate, SCHEMA, valid))
+    after_case = Case(
+        f"same, after {args.flood:,} invented names", repeat(flooded.evaluate, SCHEMA, valid)
+    )
+    cases = [known_case, unknown_case, after_case]
+    measure(cases, args.repeats, args.round_ms)
+    print(f"\nunknown schema names (default engine), {args.repeats} rounds")
+    for case in cases:
+        print(f"  {case.name:<44} {spread(case):>30}")
+    for label, top, bottom, target, holds in (
+        ("unknown name / known name", unknown_case, known_case, "<= 5x", le(5.0)),
+        ("known name after the flood / without", after_case, known_case, "<= 1.1x", le(1.1)),
+    ):
+        ratio = top.median / bottom.median
+        verdict = "holds" if holds(ratio) else "DOES NOT HOLD"
+        print(f"  {label:<44} {ratio:7.2f}x  target {target:<9} {verdict}")
+    state = flooded._state
+    print(
+        f"  memory after {args.flood:,} invented names: +{grown:.0f} MB resident; routes kept: "
+        f"{len(state.routes)} known, {len(state.unknown_routes)} unknown (at most "
+        f"{MAX_UNKNOWN_ROUTES:,}); schema slots: {len(flooded._schemas._slots)}"
+    )
+    known.close()
+    flooded.close()
 
 
 def spread(case: Case) -> str:
