@@ -191,3 +191,51 @@ def test_check_base_adds_ratchet_warnings_without_failing(repo: Path) -> None:
     assert any("25% of keys lowered strict -> warn" in m for m in warnings)
     strict_code, _, _ = run(["check", "--base", "HEAD", "--strict"])
     assert strict_code == 1
+
+
+# ---------------------------------------------------------------- --fail-on-warning (CI gates)
+
+
+def test_plan_fail_on_warning_exits_1_on_a_rollback(repo: Path) -> None:
+    """`plan --fail-on-warning` exits 1 when the change lowers a canary in force, and still
+    prints the plan with its warning."""
+    edit(repo, "{at: 2026-01-01T00:00:00Z, canary: 25}", "{at: 2026-01-01T00:00:00Z, canary: 5}")
+    args = ["plan", "--base", "HEAD", "--at", "2026-06-01T00:00:00Z"]
+    assert run(args)[0] == 0
+    code, out, _ = run([*args, "--fail-on-warning"])
+    assert code == 1
+    assert "warnings (rollbacks?):" in out
+    assert "20% of keys lowered strict -> warn" in out
+
+
+def test_plan_fail_on_warning_passes_a_change_without_rollback(repo: Path) -> None:
+    """`plan --fail-on-warning` exits 0 for a change that only raises strictness."""
+    edit(repo, "    mode: warn\n", "    mode: strict\n")
+    code, out, _ = run(["plan", "--base", "HEAD", "--fail-on-warning"])
+    assert code == 0
+    assert "telemetry.FeedbackEvent v1: mode, baseline changed" in out
+
+
+def test_check_base_fail_on_warning_fails_on_rollbacks_only(repo: Path, tmp_path: Path) -> None:
+    """`check --base --fail-on-warning` exits 1 on a rollback warning (annotated as an error in
+    GitHub format) but not on a registry warning, which only --strict fails on."""
+    edit(repo, "        mode: strict\n", "        mode: warn\n")
+    code, out, _ = run(["check", "--base", "HEAD", "--fail-on-warning", "--format", "github"])
+    assert code == 1
+    assert "::error file=policies/t.yaml" in out
+    git(repo, "commit", "-qam", "lowered")
+    (repo / "policies" / "x.yaml").write_text(
+        "version: 1\nschemas:\n  telemetry.Unknown: {mode: warn}\n"
+    )
+    code, out, _ = run(["check", "--base", "HEAD", "--fail-on-warning"])
+    assert code == 0
+    assert "schema 'telemetry.Unknown' is not in the registry" in out
+    assert run(["check", "--base", "HEAD", "--strict"])[0] == 1
+
+
+def test_check_fail_on_warning_without_base_is_a_usage_error(repo: Path) -> None:
+    """`check --fail-on-warning` without --base exits 2 and says what to use instead."""
+    code, _, err = run(["check", "--fail-on-warning"])
+    assert code == 2
+    assert "--fail-on-warning needs --base" in err
+    assert "--strict" in err

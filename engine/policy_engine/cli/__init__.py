@@ -1,6 +1,8 @@
-"""The ``policy-engine`` command line (SPEC §6); also ``python -m policy_engine``.
+"""The ``policy-engine`` command line; also ``python -m policy_engine``.
 
 ``main`` is a function of (arguments, streams, environment) so tests run it with string buffers.
+Command modules import what they need inside their run functions, so that building the parser
+(and ``policy-engine --version``) stays fast.
 """
 
 from __future__ import annotations
@@ -10,17 +12,37 @@ import io
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO
+from contextlib import redirect_stderr, redirect_stdout
+from typing import IO, cast
 
 from policy_engine import __version__
-from policy_engine.cli import check, consume, inspect, plan, replay
-from policy_engine.cli.common import EXIT_USAGE, CommandError, Streams, configure_logging
+from policy_engine.cli import (
+    check,
+    completion,
+    consume,
+    inspect,
+    plan,
+    replay,
+)
+from policy_engine.cli.common import (
+    EXIT_USAGE,
+    CommandError,
+    CommandLineParser,
+    Streams,
+    configure_logging,
+)
+from policy_engine.cli.terminal import COLOR_CHOICES
 from policy_engine.errors import ConfigError, EngineError
 
+COLOR_HELP = (
+    "colour the output: auto (on a terminal, unless NO_COLOR is set), always, never "
+    "(default: auto); accepted before or after the command name"
+)
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser() -> CommandLineParser:
     """The argument parser with every command."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="policy-engine",
         description="Per-schema, per-track JSON Schema enforcement: policy files in git decide "
         "off / warn / strict for each payload, with canaries and ramps.",
@@ -29,13 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
         "'policy-engine COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"policy-engine {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument(
+        "--color", choices=COLOR_CHOICES, default="auto", metavar="WHEN", help=COLOR_HELP
+    )
+    # The commands' parsers are CommandLineParsers too (argparse makes them of the parent's
+    # class); the register functions only need what any ArgumentParser has.
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
     check.register(sub)
     inspect.register(sub)
     replay.register(sub)
     plan.register(sub)
     consume.register(sub)
+    completion.register(sub)
+    add_commands(parser, sub)
     return parser
+
+
+def add_commands(
+    parser: CommandLineParser, sub: argparse._SubParsersAction[argparse.ArgumentParser]
+) -> None:
+    """Record the commands for did-you-mean, and give each the global ``--color`` too.
+
+    After the command name ``--color`` has no default of its own, so one given before the name
+    is not overwritten by it.
+    """
+    parser.commands = dict(sub.choices)
+    done: set[int] = set()
+    for command in sub.choices.values():
+        if id(command) in done:  # an alias shares its command's parser
+            continue
+        done.add(id(command))
+        command.add_argument(
+            "--color",
+            choices=COLOR_CHOICES,
+            default=argparse.SUPPRESS,
+            metavar="WHEN",
+            help=COLOR_HELP,
+        )
 
 
 def main(
@@ -55,13 +110,17 @@ def main(
     )
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints help, version and usage errors to sys.stdout/sys.stderr itself
+        with redirect_stdout(streams.stdout), redirect_stderr(streams.stderr):
+            args = parser.parse_command_line(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    streams.color = args.color
     configure_logging(
         getattr(args, "log_level", "warning"),
         streams.stderr,
         getattr(args, "log_format", "text"),
+        streams.painter(streams.stderr),
     )
     try:
         code: int = args.run(args, streams)

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 from policy_engine.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
+    CommandError,
     Streams,
     add_common,
     settings_from,
     write_json,
 )
+from policy_engine.cli.terminal import Painter
 from policy_engine.errors import ConfigError, PolicyLoadError, Problem, RegistryError
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="load and lint policy files",
         description="Load policy files as one policy set and report every problem as "
         "file:line:col: message. Warnings (a schema or track the registry does not know) do not "
-        "fail the check unless --strict. Exit 0 when the set loads, 1 when it does not.",
+        "fail the check unless --strict. Exit 0 when the set loads, 1 when it does not (or, with "
+        "--strict, has warnings; with --base and --fail-on-warning, rollback warnings).",
     )
     check.add_argument(
         "paths",
@@ -51,6 +54,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also warn about rollbacks against git revision REF: a lower mode or canary, "
         "or an edited ramp step in the past",
     )
+    check.add_argument(
+        "--fail-on-warning",
+        action="store_true",
+        help="with --base: exit 1 when there is a rollback warning (other warnings still pass; "
+        "--strict fails on every warning)",
+    )
     check.set_defaults(run=run_check)
 
     schema = sub.add_parser(
@@ -59,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the JSON Schema of policy files (format version 1), for editors: "
         "point yaml-language-server at it with '# yaml-language-server: $schema=<file>'. "
         "The format does not depend on policies or registry; --policies and --registry are "
-        "accepted like on every command (SPEC §6) and not used.",
+        "accepted like on every command and not used.",
     )
     add_common(schema, json_flag=False)  # its output is JSON already
     schema.set_defaults(run=run_schema)
@@ -138,6 +147,16 @@ def _ratchet(
     return [warning for change in changes for warning in change.warnings]
 
 
+def _problem_text(problem: Problem, paint: Painter) -> str:
+    """``file:line:col: [warning: ]message``, the location and severity coloured by ``paint``."""
+    if not paint.enabled:
+        return f"{problem}\n"
+    where = problem.file if problem.line == 0 else f"{problem.file}:{problem.line}:{problem.column}"
+    if problem.severity == "error":
+        return f"{paint(where, 'name')}: {paint(problem.message, 'error')}\n"
+    return f"{paint(where, 'name')}: {paint('warning:', 'warning')} {problem.message}\n"
+
+
 def _github_escape(text: str, *, prop: bool = False) -> str:
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if prop:
@@ -150,9 +169,15 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
     from policy_engine.policy.load import load_policy_set
     from policy_engine.sources import open_schema_source, redact_url
 
+    if args.fail_on_warning and not args.base:
+        raise CommandError(
+            "--fail-on-warning needs --base REF (it fails on rollback warnings against REF); "
+            "--strict fails on every warning"
+        )
     settings = settings_from(args, streams.environ)
     paths = args.paths or list(settings.policy_paths)
     problems: list[Problem] = []
+    ratchet: list[Problem] = []
     policy_set: PolicySet | None = None
     known: Mapping[str, tuple[str, ...]] = {}
     try:
@@ -183,11 +208,13 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
         policy_set = None
         problems.append(Problem(paths[0] if paths else ".", 1, 1, f"cannot load: {exc!r}"))
     if args.base and policy_set is not None:
-        problems.extend(_ratchet(args.base, paths, policy_set, known, settings))
+        ratchet = _ratchet(args.base, paths, policy_set, known, settings)
+        problems.extend(ratchet)
 
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
-    ok = not errors and not (args.strict and warnings)
+    failing_warnings = warnings if args.strict else ratchet if args.fail_on_warning else []
+    ok = not errors and not failing_warnings
     fmt = "json" if args.json else (args.format or "text")
     if fmt == "json":
         write_json(
@@ -201,20 +228,22 @@ def run_check(args: argparse.Namespace, streams: Streams) -> int:
         )
     elif fmt == "github":
         for p in problems:
-            level = "error" if p.severity == "error" or args.strict else "warning"
+            level = "error" if p.severity == "error" or p in failing_warnings else "warning"
             location = f"file={_github_escape(p.file, prop=True)}"
             if p.line:
                 location += f",line={p.line},col={p.column}"
             streams.stdout.write(f"::{level} {location}::{_github_escape(p.message)}\n")
     else:
+        paint = streams.painter(streams.stdout)
         for p in problems:
-            streams.stdout.write(f"{p}\n")
+            streams.stdout.write(_problem_text(p, paint))
+        verdict = paint("ok", "ok") if ok else paint("failed", "error")
         if policy_set is not None:
             rules = sum(1 for _ in policy_set.entries)
             streams.stdout.write(
-                f"{'ok' if ok else 'failed'}: {len(policy_set.files)} file(s), {rules} rule(s), "
+                f"{verdict}: {len(policy_set.files)} file(s), {rules} rule(s), "
                 f"checksum {policy_set.checksum}; {len(warnings)} warning(s)\n"
             )
         else:
-            streams.stdout.write(f"failed: {len(errors)} error(s), {len(warnings)} warning(s)\n")
+            streams.stdout.write(f"{verdict}: {len(errors)} error(s), {len(warnings)} warning(s)\n")
     return EXIT_OK if ok else EXIT_FAIL

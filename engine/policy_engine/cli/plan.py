@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
+    EXIT_FAIL,
     EXIT_OK,
     CommandError,
     Streams,
@@ -25,6 +26,7 @@ from policy_engine.cli.common import (
     settings_from,
     write_json,
 )
+from policy_engine.cli.terminal import Painter
 from policy_engine.errors import PolicyLoadError, RegistryError
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Compare the policy set at git revision REF (read with 'git show', nothing is "
         "checked out) with the working tree: every schema/track whose effective rule changes, "
         "before -> after, with warnings for rollbacks (a lower mode or canary, an edited past "
-        "ramp step). With --sample, how many sample payloads change action. Exit 0.",
+        "ramp step). With --sample, how many sample payloads change action. Exit 0, or with "
+        "--fail-on-warning 1 when there is a rollback warning.",
     )
     plan.add_argument("paths", nargs="*", metavar="PATHS", help="policy paths (default: as check)")
     plan.add_argument("--base", required=True, metavar="REF", help="git revision, e.g. origin/main")
@@ -57,6 +60,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["text", "json", "github"],
         default=None,
         help="text (default), json (same as --json) or github (Markdown for a PR comment)",
+    )
+    plan.add_argument(
+        "--fail-on-warning",
+        action="store_true",
+        help="exit 1 when the change lowers keys' mode or edits a past ramp step (a CI gate "
+        "that makes a rollback need a deliberate override)",
     )
     add_common(plan)
     plan.set_defaults(run=run_plan)
@@ -200,7 +209,10 @@ def _text(
     heads: tuple[str, str],
     sample: tuple[dict[tuple[str, str], Counter[tuple[str, str]]], int, int] | None,
     markdown: bool,
+    paint: Painter | None = None,
 ) -> str:
+    """The plan as text, or as Markdown for a pull-request comment (``paint`` colours text)."""
+    paint = paint or Painter(False)
     base, head = heads
     out: list[str] = []
     if markdown:
@@ -222,13 +234,17 @@ def _text(
         for c in changes:
             d = c.to_dict(now)
             out.append(
-                f"  {c.schema} {c.track}: {', '.join(c.fields)} changed\n"
-                f"      before: {_summary(d['before'])}\n"  # type: ignore[arg-type]
-                f"      after:  {_summary(d['after'])}"  # type: ignore[arg-type]
+                f"  {paint(c.schema, 'heading')} {c.track}: {', '.join(c.fields)} changed\n"
+                f"      {paint('before:', 'muted')} {_summary(d['before'])}\n"  # type: ignore[arg-type]
+                f"      {paint('after:', 'muted')}  {_summary(d['after'])}"  # type: ignore[arg-type]
             )
     warnings = [w for c in changes for w in c.warnings]
     if warnings:
-        out.append("\n**Rollbacks to confirm:**" if markdown else "warnings (rollbacks?):")
+        out.append(
+            "\n**Rollbacks to confirm:**"
+            if markdown
+            else paint("warnings (rollbacks?):", "warning")
+        )
         out.extend(f"- {w}" if markdown else f"  {w}" for w in warnings)
     if sample is not None:
         moved, total, bad = sample
@@ -314,8 +330,11 @@ def _plan(args: argparse.Namespace, streams: Streams) -> int:
             }
         write_json(streams.stdout, result)
     else:
-        streams.stdout.write(_text(changes, now, heads, sample, markdown=fmt == "github"))
-    return EXIT_OK
+        markdown = fmt == "github"
+        paint = streams.painter(streams.stdout) if not markdown else None
+        streams.stdout.write(_text(changes, now, heads, sample, markdown, paint))
+    warned = any(change.warnings for change in changes)
+    return EXIT_FAIL if args.fail_on_warning and warned else EXIT_OK
 
 
 __all__ = ["files_at_revision", "register", "sample_changes"]

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from typing import IO, TYPE_CHECKING, Any
 
 from policy_engine.cli.common import (
+    EXIT_FAIL,
     EXIT_OK,
     CommandError,
     Streams,
     add_common,
     build_engine,
     decision_logs_quiet,
+    logs_to,
     write_json,
 )
+from policy_engine.cli.terminal import Painter, ProgressBar, is_terminal
 
 if TYPE_CHECKING:
     from policy_engine.engine import PolicyEngine
-    from policy_engine.report import DriftRecorder, GroupDrift
+    from policy_engine.report import DriftRecorder, DriftReport, GroupDrift
 
 
 #: Bad lines are all counted; this many are described on stderr.
@@ -36,8 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Evaluate every envelope of FILE ('-' for stdin), one JSON object per line: "
         '{"schema": ..., "track"?: ..., "key"?: ..., "payload": {...}}. Prints, per schema and '
         "track, the totals, the accepted/logged/rejected/skipped counts and the most frequent "
-        "failing paths (array indices folded to *). Bad lines are counted and reported with "
-        "their line numbers. Exit 0.",
+        "failing paths (array indices folded to *), then a readiness verdict per schema/track "
+        "against --bar. Bad lines are counted and reported with their line numbers. Exit 0; with "
+        "--gate, exit 1 when a schema/track that is validated is not ready.",
     )
     replay.add_argument("file", metavar="FILE.jsonl", help="the feed, or '-' for stdin")
     replay.add_argument(
@@ -50,7 +53,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PERCENT",
         help=f"readiness bar: at most this percent invalid (default {DEFAULT_BAR:g})",
     )
-    replay.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    replay.add_argument(
+        "--gate",
+        action="store_true",
+        help="a CI gate: exit 1 when the verdict of a schema/track is not ready (above --bar, or "
+        "nothing validated); schema/tracks in mode off are not judged",
+    )
+    replay.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML report: summary, chart, failing paths and keys",
+    )
     replay.add_argument(
         "--progress",
         choices=["auto", "always", "never"],
@@ -59,34 +72,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_common(replay)
     replay.set_defaults(run=run_replay)
-
-
-class Progress:
-    """A one-line progress bar on a terminal: bytes read of the file, lines, rate."""
-
-    def __init__(self, stream: IO[str], total_bytes: int | None, enabled: bool) -> None:
-        self.stream = stream
-        self.total = total_bytes
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def update(self, done_bytes: int, lines: int, *, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not final and now - self._last < 0.1:
-            return
-        self._last = now
-        rate = lines / max(now - self.started, 1e-9)
-        if self.total:
-            share = min(done_bytes / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            text = f"\r[{bar:<30}] {share:6.1%} {lines} lines {rate:,.0f}/s"
-        else:
-            text = f"\r{lines} lines {rate:,.0f}/s"
-        self.stream.write(text + ("\n" if final else ""))
-        self.stream.flush()
 
 
 def _open(name: str, streams: Streams) -> tuple[IO[bytes], int | None]:
@@ -109,10 +94,13 @@ def replay_feed(
     *,
     name: str,
     stderr: IO[str],
-    progress: Progress,
+    progress: ProgressBar,
     recorder: DriftRecorder,
 ) -> tuple[int, int]:
-    """Evaluate every envelope into ``recorder``; the number evaluated and of bad lines."""
+    """Evaluate every envelope into ``recorder``; the number evaluated and of bad lines.
+
+    Bad lines are described on ``stderr`` (the progress bar's "above" stream while it is drawn).
+    """
     from policy_engine.envelope import MAX_LINE_BYTES, EnvelopeError, parse_envelope, read_lines
 
     total = bad = 0
@@ -144,7 +132,8 @@ def replay_feed(
     return total, bad
 
 
-def _table(groups: list[GroupDrift], top: int, total: int, bad: int) -> str:
+def _table(groups: list[GroupDrift], top: int, total: int, bad: int, paint: Painter) -> str:
+    """The per schema/track counts with the top failing paths under each row."""
     from policy_engine.modes import Action
 
     headers = ["schema", "track", "total", "invalid", "accepted", "logged", "rejected", "skipped"]
@@ -162,19 +151,49 @@ def _table(groups: list[GroupDrift], top: int, total: int, bad: int) -> str:
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
 
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(
+    def fmt(cells: list[str], roles: list[str | None]) -> str:
+        # pad first: escape sequences have a length but no width
+        padded = [
             c.ljust(w) if i < 2 else c.rjust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
+        ]
+        painted = [paint(c, role) if role else c for c, role in zip(padded, roles, strict=True)]
+        return "  ".join(painted).rstrip()
 
-    out = [fmt(headers), fmt(["-" * w for w in widths])]
+    plain: list[str | None] = [None] * len(headers)
+    out = [fmt(headers, ["heading"] * len(headers)), fmt(["-" * w for w in widths], plain)]
     for group, row in zip(groups, rows, strict=True):
-        out.append(fmt(row))
+        roles = list(plain)
+        roles[3] = "error" if group.invalid else None
+        roles[6] = "rejected" if group.actions["rejected"] else None
+        out.append(fmt(row, roles))
         for (path, keyword), count in group.paths.most_common(top):
-            out.append(f"    {count:>7}  {path or '(root)'}  [{keyword}]")
+            out.append(f"    {paint(f'{count:>7}', 'muted')}  {path or '(root)'}  [{keyword}]")
     out.append(f"{total} envelope(s) evaluated, {bad} bad line(s)")
     return "\n".join(out) + "\n"
+
+
+def gate(report: DriftReport, bar: float) -> tuple[list[GroupDrift], list[GroupDrift]]:
+    """The schema/tracks ``--gate`` fails on (verdict not ready), and those it does not judge
+    (mode off: validation is deliberately not on, so there is no failure rate to hold)."""
+    from policy_engine.modes import Mode
+
+    judged = [g for g in report.groups if g.mode is not Mode.OFF]
+    failing = [g for g in judged if not g.assess(bar).ready]
+    return failing, [g for g in report.groups if g.mode is Mode.OFF]
+
+
+def _gate_text(failing: list[GroupDrift], unjudged: list[GroupDrift], paint: Painter) -> str:
+    """One line saying whether the gate passed, and on what."""
+    names = ", ".join(f"{g.schema} {g.track}" for g in failing)
+    line = (
+        f"{paint('gate: failed', 'error')}: {len(failing)} schema/track(s) not ready: {names}"
+        if failing
+        else f"{paint('gate: passed', 'ok')}: every schema/track judged is ready"
+    )
+    if unjudged:
+        line += f" (not judged, mode off: {', '.join(f'{g.schema} {g.track}' for g in unjudged)})"
+    return line + "\n"
 
 
 def run_replay(args: argparse.Namespace, streams: Streams) -> int:
@@ -192,21 +211,21 @@ def _replay(args: argparse.Namespace, streams: Streams) -> int:
     if not 0 <= args.bar <= 100:
         raise CommandError("--bar is a percentage, 0 to 100")
     stream, size = _open(args.file, streams)
-    enabled = args.progress == "always" or (
-        args.progress == "auto" and hasattr(streams.stderr, "isatty") and streams.stderr.isatty()
-    )
+    enabled = args.progress == "always" or (args.progress == "auto" and is_terminal(streams.stderr))
+    bar = ProgressBar(streams.stderr, size, enabled=enabled, color=streams.colors(streams.stderr))
     try:
         # Offline, the whole feed arrives "at once": a guardrail's time window would see it
         # all and trip, which says nothing about the policies. Replay judges the policies.
         # ~SERIES_POINTS points in the failure-rate chart, guessing ~400 bytes per line
         recorder = DriftRecorder(slice_size=max(50, (size or 0) // (SERIES_POINTS * 400)))
-        with build_engine(args, streams, guardrails=False) as engine:
+        # while the bar is drawn, log records and bad-line messages go above it
+        with build_engine(args, streams, guardrails=False) as engine, bar, logs_to(bar.above):
             total, bad = replay_feed(
                 engine,
                 stream,
                 name=args.file,
-                stderr=streams.stderr,
-                progress=Progress(streams.stderr, size, enabled),
+                stderr=bar.above,
+                progress=bar,
                 recorder=recorder,
             )
     finally:
@@ -219,25 +238,35 @@ def _replay(args: argparse.Namespace, streams: Streams) -> int:
                 handle.write(report.to_html(args.bar, title=f"policy-engine replay of {args.file}"))
         except OSError as exc:
             raise CommandError(f"{args.html}: cannot write: {exc.strerror or exc}") from None
+    failing, unjudged = gate(report, args.bar)
     if args.json:
-        write_json(
-            streams.stdout,
-            {
-                "total": total,
-                "bad_lines": bad,
-                "bar_percent": args.bar,
-                "groups": [_group_json(g, args.top, args.bar) for g in report.groups],
-            },
-        )
+        result: dict[str, Any] = {
+            "total": total,
+            "bad_lines": bad,
+            "bar_percent": args.bar,
+            "policy_checksums": list(report.checksums),
+            "groups": [_group_json(g, args.top, args.bar) for g in report.groups],
+        }
+        if args.gate:
+            result["gate"] = {
+                "passed": not failing,
+                "failing": [{"schema": g.schema, "track": g.track} for g in failing],
+                "not_judged": [{"schema": g.schema, "track": g.track} for g in unjudged],
+            }
+        write_json(streams.stdout, result)
     else:
-        streams.stdout.write(_table(report.groups, args.top, total, bad))
+        paint = streams.painter(streams.stdout)
+        streams.stdout.write(_table(report.groups, args.top, total, bad, paint))
         streams.stdout.write(f"\nreadiness (bar: at most {args.bar:g} % invalid):\n")
-        streams.stdout.write(report.to_text(args.bar, args.top))
-    return EXIT_OK
+        streams.stdout.write(report.to_text(args.bar, args.top, paint))
+        if args.gate:
+            streams.stdout.write("\n" + _gate_text(failing, unjudged, paint))
+    return EXIT_FAIL if args.gate and failing else EXIT_OK
 
 
 def _group_json(group: GroupDrift, top: int, bar: float) -> dict[str, Any]:
-    """SPEC §6's replay group, plus ``invalid`` and the ``drift`` details."""
+    """A replay group (schema, track, counts per action, top paths), plus ``invalid`` and the
+    ``drift`` details."""
     from policy_engine.modes import Action
 
     return {
