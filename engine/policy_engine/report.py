@@ -97,6 +97,7 @@ class GroupDrift:
     _slice: list[int] = field(default_factory=lambda: [0, 0])
     _key_path: tuple[str, ...] | None = None
     _last: int = 0  # the position of the latest decision counted
+    _slice_size: int = 0
 
     def add(self, decision: Decision, slice_size: int, position: int = 0) -> None:
         """Count one decision, the ``position``-th the recorder saw."""
@@ -124,6 +125,7 @@ class GroupDrift:
                 self.keys[name] += 1
             else:
                 self.keys["(other keys)"] += 1
+        self._slice_size = slice_size
         if self._slice[0] >= slice_size:
             self._close_slice(position)
 
@@ -133,9 +135,18 @@ class GroupDrift:
         self._slice = [0, 0]
 
     def finish(self) -> None:
-        """Close the last slice of the series."""
-        if self._slice[0]:
-            self._close_slice(self._last)
+        """Close the last slice of the series; a remainder under half a slice joins the slice
+        before it, so the line does not end on a jump made of a handful of payloads."""
+        payloads, invalid = self._slice
+        if not payloads:
+            return
+        if self.series and 2 * payloads < self._slice_size:
+            last_payloads, last_invalid = self.series[-1]
+            self.series[-1] = (last_payloads + payloads, last_invalid + invalid)
+            self.ends[-1] = self._last
+            self._slice = [0, 0]
+            return
+        self._close_slice(self._last)
 
     def copy(self) -> GroupDrift:
         """A copy that later ``add`` calls on this one do not change."""
@@ -463,7 +474,7 @@ class DriftReport:
             rows.append(
                 f"<tr><td><a href='#g{n}'>{e(g.schema)}</a></td><td>{e(g.track)}</td>"
                 f"<td>{e(self._mode(g))}</td><td><span class='badge {css}'>{word}</span></td>"
-                f"<td class='num'>{_percent(found.rate)}</td>"
+                f"<td class='num'>{_percent(found.rate) if g.validated else '&ndash;'}</td>"
                 f"<td class='num'>{_count(g.validated)}</td><td>{e(found.next_step)}</td></tr>"
             )
         rows.append("</tbody></table></section>")
@@ -620,7 +631,8 @@ class DriftReport:
         legend.append("</g>")
         out.extend(legend)
         out.append("</svg>")
-        slice_size = max(p for g in drawn for p, _ in g.series)
+        # the recorder's slice size: the usual one (a last slice may be longer or shorter)
+        slice_size = Counter(p for g in drawn for p, _ in g.series).most_common(1)[0][0]
         skipped = [g for g in self.groups if not (g.series and g.validated)]
         note = (
             f"Each point is the invalid share of one slice of {_count(slice_size)} payloads of "

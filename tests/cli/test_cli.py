@@ -740,3 +740,12 @@ def test_no_help_text_cites_the_spec() -> None:
         code, out, _ = run([*command, "--help"])
         assert code == 0
         assert "SPEC" not in out, command
+
+
+def test_a_shared_namespace_alone_does_not_make_a_suggestion(policy_dir: Path) -> None:
+    """`telemetry.Unknown` is not "near" `telemetry.FeedbackEvent` for sharing `telemetry.`;
+    a typo in the namespace still finds the schema."""
+    _, _, err = run(["explain", "telemetry.Unknown", *common(policy_dir)])
+    assert "unknown schema 'telemetry.Unknown' (neither the registry nor a policy names it)" in err
+    _, _, err = run(["explain", "telemetri.FeedbackEvent", *common(policy_dir)])
+    assert "(did you mean 'telemetry.FeedbackEvent'?)" in err

@@ -13,7 +13,7 @@ import pytest
 
 from policy_engine.cli import main
 from policy_engine.modes import Mode
-from policy_engine.report import DriftReport, GroupDrift, nice_ticks
+from policy_engine.report import DriftRecorder, DriftReport, GroupDrift, nice_ticks
 
 REPO = Path(__file__).resolve().parents[2]
 #: 2026-11-26 12:00:00 UTC
@@ -200,3 +200,27 @@ def test_replay_html_of_the_example_feed(tmp_path: Path) -> None:
     text_out = io.StringIO()
     main(args, stdout=text_out, stderr=io.StringIO(), environ={})
     assert "SPEC" not in text + out.getvalue() + text_out.getvalue()
+
+
+def test_a_short_last_slice_joins_the_one_before() -> None:
+    """A remainder under half a slice is added to the slice before it, so a line does not end
+    on a jump made of a few payloads; a larger remainder is a point of its own."""
+
+    class Fake:
+        """Just what a recorder reads of a decision."""
+
+        def __init__(self, valid: bool) -> None:
+            self.schema, self.track, self.valid, self.violations = "d.S", "v1", valid, ()
+            self.action = type("A", (), {"value": "logged" if not valid else "accepted"})()
+            self.effective_rule = type(
+                "R", (), {"mode": Mode.WARN, "ramp_canaries": (), "key_path": None}
+            )()
+            self.canary, self.key, self.key_source, self.policy_checksum = 100.0, "k", "hash", "c"
+
+    for extra, expected in ((4, [(10, 0), (14, 4)]), (6, [(10, 0), (10, 0), (6, 6)])):
+        recorder = DriftRecorder(slice_size=10)
+        for n in range(20 + extra):
+            recorder.after_evaluation(Fake(valid=n < 20), 0.0)  # type: ignore[arg-type]
+        (g,) = recorder.report().groups
+        assert g.series == expected
+        assert g.ends[-1] == 20 + extra

@@ -32,16 +32,30 @@ class CommandError(Exception):
 def nearest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The candidate closest to ``word`` (ignoring case), if any is close enough to suggest.
 
+    Dotted names that share a namespace are compared by what follows it, so
+    ``telemetry.Unknown`` is not "near" every other ``telemetry.*`` schema.
+
     >>> nearest("--stirct", ["--strict", "--base"]), nearest("v9", ["v1", "v2"])
     ('--strict', None)
+    >>> names = ["telemetry.FeedbackEvent"]
+    >>> nearest("telemetry.FeedbakEvent", names), nearest("telemetry.Unknown", names)
+    ('telemetry.FeedbackEvent', None)
     """
-    import difflib  # only when a name is wrong
+    from difflib import SequenceMatcher  # only when a name is wrong
 
-    by_lower: dict[str, str] = {}
+    wanted = word.lower()
+    best, best_score = None, cutoff
     for candidate in candidates:
-        by_lower.setdefault(candidate.lower(), candidate)
-    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
-    return by_lower[found[0]] if found else None
+        name = candidate.lower()
+        same = next(
+            (i for i, (a, b) in enumerate(zip(wanted, name, strict=False)) if a != b),
+            min(len(wanted), len(name)),
+        )
+        cut = wanted.rfind(".", 0, same) + 1  # after the namespace both share
+        score = SequenceMatcher(None, wanted[cut:], name[cut:]).ratio()
+        if score > best_score or (score == best_score and best is None):
+            best, best_score = candidate, score
+    return best
 
 
 # argparse's wording, stable since 3.2: "argument --format: invalid choice: 'jsn' (choose ...";
