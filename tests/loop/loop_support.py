@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 #: The local Redis every Redis test talks to (real server on loopback).
@@ -44,3 +45,10 @@ def envelope(schema: str, payload: Any, **extra: Any) -> bytes:
 def order(seq: int, *, valid: bool = True) -> bytes:
     """A shop.Order envelope numbered ``seq``; an invalid one has a negative price."""
     return envelope("shop.Order", {"id": f"o-{seq}", "price": 1.5 if valid else -1, "seq": seq})
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -8,6 +8,7 @@ import socket
 import time
 
 import pytest
+import redis.asyncio as aioredis
 from loop_support import REDIS_URL, order
 
 from policy_engine import SinkError
@@ -20,6 +21,7 @@ from policy_engine.loop import (
     MemorySink,
     RedisStreamSink,
     RedisStreamSource,
+    ThreadedSink,
     default_dlq,
     parse_redis_url,
 )
@@ -254,3 +256,61 @@ def test_async_redis_loop(engine, redis_client, streams):
     assert redis_client.xlen(out) == 6
     assert redis_client.xlen(dlq) == 1
     assert _pending(redis_client, src) == 0
+
+
+class _CountingReads:
+    """Wraps a redis-py client and counts the XREADGROUPs that wait for new entries (``>``)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.new_reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def xreadgroup(self, group, consumer, streams, **kwargs):
+        if ">" in streams.values():
+            self.new_reads += 1
+        return self._client.xreadgroup(group, consumer, streams, **kwargs)
+
+
+class _AsyncCountingReads(_CountingReads):
+    """``_CountingReads`` for a redis.asyncio client."""
+
+    async def xreadgroup(self, group, consumer, streams, **kwargs):
+        if ">" in streams.values():
+            self.new_reads += 1
+        return await self._client.xreadgroup(group, consumer, streams, **kwargs)
+
+
+def test_drain_ends_after_one_empty_wait_for_new_entries(engine, redis_client, streams):
+    """Once caught up, --drain waits for new entries once (one BLOCK), sweeps the claims and
+    ends: it does not block a second time (a long block_ms would double the tail)."""
+    src = streams("src")
+    _fill(redis_client, src, [order(1), order(2)])
+    endpoint = parse_redis_url(_url(src, consumer="c", block_ms=50))
+    counting = _CountingReads(redis_client)
+    source = RedisStreamSource(endpoint, drain=True, client=counting)
+    stats = ConsumeLoop(engine, source, dlq=MemorySink(), batch_size=10).run()
+    assert (stats.acked, stats.ended_by) == (2, "end")
+    assert counting.new_reads == 2  # the one that got both entries, then the empty one
+
+
+def test_async_drain_ends_after_one_empty_wait_too(engine, redis_client, streams):
+    """The asyncio source ends a drain after one empty wait for new entries as well."""
+    src = streams("src")
+    _fill(redis_client, src, [order(1)])
+
+    async def main():
+        client = aioredis.Redis(host="127.0.0.1", port=6379)
+        counting = _AsyncCountingReads(client)
+        endpoint = parse_redis_url(_url(src, consumer="c", block_ms=50))
+        source = AsyncRedisStreamSource(endpoint, drain=True, client=counting)
+        try:
+            stats = await AsyncConsumeLoop(engine, source, dlq=ThreadedSink(MemorySink())).run()
+        finally:
+            await client.aclose()
+        return stats, counting.new_reads
+
+    stats, new_reads = asyncio.run(main())
+    assert (stats.acked, new_reads) == (1, 2)

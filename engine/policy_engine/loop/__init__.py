@@ -2,7 +2,10 @@
 
 - ``ConsumeLoop`` / ``AsyncConsumeLoop``: the loop over a ``Source`` and ``Sink``s, sync or
   asyncio, both driving the one sans-I/O step ``decide_batch`` (a batch's ``BatchResult``);
-  at-least-once.
+  at-least-once. Besides records they report through ``LoopReports``: to a ``LoopHealth``
+  (running, source up or down, ``PositionedSource`` position), a merge request per batch to a
+  ``SharedGuardrails`` store, and ``StreamSample``s of ``SampledStream`` endpoints (XLEN/XINFO)
+  to the metrics hook, at most once a second.
 - Endpoints: ``open_message_source``/``open_message_sink`` (and ``open_async_*``) build sources
   and sinks from the CLI's SOURCE/SINK strings through one table, ``TRANSPORTS``, from URL
   scheme to ``Transport`` (``redis://``, ``rediss://``, ``unix://``; plain paths and ``-`` go to
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
         BatchResult,
         ConsumeLoop,
         IoRetry,
+        LoopReports,
         LoopStats,
         aevaluate_batch,
         decide_batch,
@@ -53,13 +57,19 @@ if TYPE_CHECKING:
         enforce_handler,
     )
     from policy_engine.loop.protocols import (
+        AsyncSampledStream,
         AsyncSink,
         AsyncSource,
         DeadLetterStore,
+        LoopHealth,
+        PositionedSource,
+        SampledStream,
+        SharedGuardrails,
         Sink,
         SinkOptions,
         Source,
         SourceOptions,
+        StreamSample,
         ThreadedSink,
         ThreadedSource,
         Transport,
@@ -98,6 +108,7 @@ _WHERE: dict[str, str] = {
     "AsyncEnforcedHandler": "policy_engine.loop.middleware",
     "AsyncRedisStreamSink": "policy_engine.loop.transports.redis_streams",
     "AsyncRedisStreamSource": "policy_engine.loop.transports.redis_streams",
+    "AsyncSampledStream": "policy_engine.loop.protocols",
     "AsyncSink": "policy_engine.loop.protocols",
     "AsyncSource": "policy_engine.loop.protocols",
     "BAD_ENVELOPE": "policy_engine.loop.records",
@@ -111,6 +122,8 @@ _WHERE: dict[str, str] = {
     "IoRetry": "policy_engine.loop.core",
     "JsonlSink": "policy_engine.loop.transports.jsonl",
     "JsonlSource": "policy_engine.loop.transports.jsonl",
+    "LoopHealth": "policy_engine.loop.protocols",
+    "LoopReports": "policy_engine.loop.core",
     "LoopStats": "policy_engine.loop.core",
     "MemorySink": "policy_engine.loop.transports.memory",
     "MemorySource": "policy_engine.loop.transports.memory",
@@ -119,6 +132,7 @@ _WHERE: dict[str, str] = {
     "Outcome": "policy_engine.loop.middleware",
     "Passed": "policy_engine.loop.records",
     "Position": "policy_engine.loop.records",
+    "PositionedSource": "policy_engine.loop.protocols",
     "REJECTED": "policy_engine.loop.records",
     "Record": "policy_engine.loop.records",
     "RedisEndpoint": "policy_engine.loop.transports.redis_streams",
@@ -127,11 +141,14 @@ _WHERE: dict[str, str] = {
     "RedriveReport": "policy_engine.loop.redrive",
     "Redriven": "policy_engine.loop.records",
     "RetryPolicy": "policy_engine.loop.middleware",
+    "SampledStream": "policy_engine.loop.protocols",
+    "SharedGuardrails": "policy_engine.loop.protocols",
     "Sink": "policy_engine.loop.protocols",
     "SinkOptions": "policy_engine.loop.protocols",
     "Source": "policy_engine.loop.protocols",
     "SourceOptions": "policy_engine.loop.protocols",
     "StoredDeadLetter": "policy_engine.loop.records",
+    "StreamSample": "policy_engine.loop.protocols",
     "TRANSPORTS": "policy_engine.loop.endpoints",
     "ThreadedSink": "policy_engine.loop.protocols",
     "ThreadedSource": "policy_engine.loop.protocols",
@@ -164,6 +181,7 @@ __all__ = [
     "AsyncEnforcedHandler",
     "AsyncRedisStreamSink",
     "AsyncRedisStreamSource",
+    "AsyncSampledStream",
     "AsyncSink",
     "AsyncSource",
     "BatchResult",
@@ -174,6 +192,8 @@ __all__ = [
     "IoRetry",
     "JsonlSink",
     "JsonlSource",
+    "LoopHealth",
+    "LoopReports",
     "LoopStats",
     "MemorySink",
     "MemorySource",
@@ -182,6 +202,7 @@ __all__ = [
     "Outcome",
     "Passed",
     "Position",
+    "PositionedSource",
     "Record",
     "RedisEndpoint",
     "RedisStreamSink",
@@ -189,11 +210,14 @@ __all__ = [
     "RedriveReport",
     "Redriven",
     "RetryPolicy",
+    "SampledStream",
+    "SharedGuardrails",
     "Sink",
     "SinkOptions",
     "Source",
     "SourceOptions",
     "StoredDeadLetter",
+    "StreamSample",
     "ThreadedSink",
     "ThreadedSource",
     "Transport",

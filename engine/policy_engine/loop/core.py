@@ -20,6 +20,14 @@ acknowledgement that keeps failing is retried for at most ``stop_timeout`` secon
 after ``stop()``, then the loop gives up the same way as when its retries are spent (the batch
 unacknowledged, ``ended_by`` ``"stop_timeout"``), so a supervisor's grace period is not eaten up by
 a DLQ that is down. A failing read is not retried at all once stopping: nothing is in hand.
+
+Besides records, the loop reports (``LoopReports``): to a ``LoopHealth`` (the probes of
+``/healthz``, ``/readyz``, ``/status``) that it runs, whether its source answers and where the
+source is; to a shared guardrail store (the engine's ``guardrail_store``) a request to merge, once
+per batch and without waiting for it; and between batches, at most once every
+``sample_interval`` seconds, what its broker streams say of themselves (``SampledStream``: a
+stream's length, the consumer group's lag and pending count) to the metrics hook's
+``report_stream``. None of these can stop the loop: a failure is logged once and the loop goes on.
 """
 
 from __future__ import annotations
@@ -36,7 +44,18 @@ from typing import TYPE_CHECKING, Any
 from policy_engine.decision import Decision
 from policy_engine.envelope import Envelope, EnvelopeError, parse_envelope
 from policy_engine.errors import ConfigError, LoopError, SinkError, SourceError
-from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
+from policy_engine.loop.protocols import (
+    AsyncSampledStream,
+    AsyncSink,
+    AsyncSource,
+    LoopHealth,
+    PositionedSource,
+    SampledStream,
+    SharedGuardrails,
+    Sink,
+    Source,
+    StreamSample,
+)
 from policy_engine.loop.records import (
     BAD_ENVELOPE,
     EVALUATION_ERROR,
@@ -66,6 +85,9 @@ _REJECTED = Action.REJECTED
 DEFAULT_STOP_TIMEOUT = 10.0
 #: A wait between retries looks this often whether ``stop()`` was called (and ends early if so).
 STOP_POLL = 0.05
+#: Seconds between two samples of the loop's broker streams (``XLEN``/``XINFO``): gauges, not
+#: counters, so only the latest value matters and a second is fresh enough for any dashboard.
+SAMPLE_INTERVAL = 1.0
 
 
 @dataclass(slots=True)
@@ -289,6 +311,154 @@ class LoopStats:
         )
 
 
+class LoopReports:
+    """What the loop reports besides records, free of the loop's own I/O; both loops use it.
+
+    - ``health`` (a ``LoopHealth``): ``started``/``ended``, ``source_ok``/``source_failed``
+      (told only when the state changes, or when the reason of a failure does), and after each
+      batch the source's ``position()``;
+    - ``store`` (``SharedGuardrails``): ``batch_evaluated`` asks it to merge (it returns at once);
+    - ``metrics``: ``sampled`` reports a ``StreamSample`` through ``report_stream`` and puts a
+      source's lag and length into the health's position too; ``sample_due`` says when the
+      next sample is due (at most once every ``sample_interval`` seconds).
+
+    A sample that failed is logged once per endpoint until one works again (and the gauges read
+    unknown meanwhile); a health object or a store that raises is logged once and ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        health: LoopHealth | None,
+        metrics: EngineMetrics | None,
+        store: SharedGuardrails | None,
+        sample_interval: float = SAMPLE_INTERVAL,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= sample_interval < float("inf"):
+            raise ConfigError("sample_interval must be 0 or more seconds")
+        self.health = health
+        self.metrics = metrics
+        self.store = store
+        self.sample_interval = sample_interval
+        self._clock = clock
+        self._monotonic = monotonic
+        self._source_ok: bool | None = None
+        self._source_error: str | None = None
+        self._next_sample = 0.0
+        self._failing: set[str] = set()  # roles whose sampling fails (logged once)
+        self._broken: set[str] = set()  # reporters that raised (logged once)
+
+    @property
+    def wants_samples(self) -> bool:
+        """Whether anyone listens to stream samples (the metrics hook or the health)."""
+        return self.metrics is not None or self.health is not None
+
+    def _safely(self, what: str, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        try:
+            call(*args, **kwargs)
+        except Exception:  # reporting must never stop the loop
+            if what not in self._broken:
+                self._broken.add(what)
+                log.exception("%s failed; ignored (said once)", what)
+
+    def started(self) -> None:
+        """The loop runs: ``/healthz`` is 200 from now on."""
+        if self.health is not None:
+            self._safely("reporting health", self.health.running, True)
+
+    def ended(self) -> None:
+        """The loop returned or raised."""
+        if self.health is not None:
+            self._safely("reporting health", self.health.running, False)
+
+    def source_ok(self, source: object) -> None:
+        """A read or an acknowledgement of ``source`` worked; on the first success (and the
+        first after a failure) the health also hears where the source is."""
+        if self._source_ok is not True:
+            self._source_ok, self._source_error = True, None
+            if self.health is not None:
+                self._safely("reporting health", self.health.source_connected)
+                self.batch_done(source)
+
+    def source_failed(self, exc: Exception) -> None:
+        """A read or an acknowledgement failed (its message names the endpoint without
+        credentials, as every ``LoopError`` does)."""
+        reason = str(exc)
+        if self._source_ok is not False or self._source_error != reason:
+            self._source_ok, self._source_error = False, reason
+            if self.health is not None:
+                self._safely("reporting health", self.health.source_down, reason)
+
+    def batch_evaluated(self) -> None:
+        """A batch was evaluated: ask the shared guardrail store to merge its counts now, so
+        the fleet learns of them while this batch is being written."""
+        if self.store is not None:
+            self._safely("asking the guardrail store to merge", self.store.merge_soon)
+
+    def batch_done(self, source: object) -> None:
+        """A batch was acknowledged: tell the health where the source is now."""
+        if self.health is not None and isinstance(source, PositionedSource):
+            self._safely("reporting the source position", self._position, source)
+
+    def _position(self, source: PositionedSource) -> None:
+        assert self.health is not None
+        self.health.source_position(**source.position())
+
+    def sample_due(self) -> bool:
+        """Whether the streams should be sampled now; if so, the next sample is scheduled."""
+        now = self._monotonic()
+        if now < self._next_sample:
+            return False
+        self._next_sample = now + self.sample_interval
+        return True
+
+    def sampled(self, role: str, sample: StreamSample) -> None:
+        """Report one stream's sample (``role``: ``source``, ``output`` or ``dlq``)."""
+        if sample.error is not None:
+            if role not in self._failing:
+                self._failing.add(role)
+                log.warning(
+                    "sampling the %s stream %s failed; its gauges read unknown until it works "
+                    "again (said once): %s",
+                    role,
+                    sample.stream,
+                    sample.error,
+                )
+        elif role in self._failing:
+            self._failing.discard(role)
+            log.info("sampling the %s stream %s works again", role, sample.stream)
+        metrics = self.metrics
+        if metrics is not None:
+            group = sample.group if role == "source" else None
+            self._safely(
+                "reporting stream gauges",
+                metrics.report_stream,
+                sample.stream,
+                role,
+                sample.length,
+                group=group,
+                lag=sample.lag if group is not None else None,
+                pending=sample.pending if group is not None else None,
+            )
+        if role == "source" and self.health is not None:
+            self._safely(
+                "reporting the source position",
+                self.health.source_position,
+                **sample.position(),
+                sampled_at=self._clock(),
+            )
+
+    def sample_raised(self, role: str, description: str, exc: Exception) -> None:
+        """Sampling raised instead of returning an error in the sample: logged once, ignored."""
+        if role not in self._failing:
+            self._failing.add(role)
+            log.warning(
+                "sampling the %s %s failed; ignored (said once): %s", role, description, exc
+            )
+
+
 class _LoopBase:
     """Configuration and bookkeeping shared by the sync and the asyncio loop."""
 
@@ -304,6 +474,9 @@ class _LoopBase:
         stop_timeout: float,
         metrics: EngineMetrics | None,
         clock: Callable[[], float],
+        health: LoopHealth | None,
+        guardrail_store: SharedGuardrails | None,
+        sample_interval: float,
     ) -> None:
         if batch_size < 1:
             raise ConfigError("batch_size must be 1 or more")
@@ -323,6 +496,16 @@ class _LoopBase:
         self.stats = LoopStats()
         self._stop = threading.Event()
         self._stopped_at: float | None = None
+        if guardrail_store is None:
+            guardrail_store = getattr(engine, "guardrail_store", None)
+        #: What the loop reports besides records (health, merges, stream gauges).
+        self.reports = LoopReports(
+            health=health,
+            metrics=self.metrics,
+            store=guardrail_store,
+            sample_interval=sample_interval,
+            clock=clock,
+        )
 
     def stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from ``run()``.
@@ -395,6 +578,11 @@ class _LoopBase:
         return time.monotonic() >= until or (not stopping and self._stop.is_set())
 
 
+def _described(endpoint: object) -> str:
+    """An endpoint's ``description`` (credential-free), for a log line."""
+    return str(getattr(endpoint, "description", type(endpoint).__name__))
+
+
 def _giving_up(exc: LoopError, why: str) -> LoopError:
     """The error the loop gives up with: of ``exc``'s branch, saying ``why`` and then ``exc``."""
     kind = SinkError if isinstance(exc, SinkError) else SourceError
@@ -411,6 +599,12 @@ class ConsumeLoop(_LoopBase):
     passes messages on to nowhere (they are acknowledged once evaluated, and rejects dead-lettered).
     ``sleep`` replaces the wait between retries (a test's recorder); by default the wait ends
     early when ``stop()`` is called, so a stop never waits out a long backoff.
+
+    ``health`` hears whether the loop runs, whether the source answers and where it is (the
+    CLI's ``Health`` behind ``/readyz`` and ``/status``); ``guardrail_store`` (default: the
+    engine's) is asked to merge once per batch; endpoints that are ``SampledStream``s are sampled
+    every ``sample_interval`` seconds at most, between batches, for the metrics hook's
+    ``report_stream`` (see ``LoopReports``).
     """
 
     def __init__(
@@ -430,6 +624,9 @@ class ConsumeLoop(_LoopBase):
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] | None = None,
+        health: LoopHealth | None = None,
+        guardrail_store: SharedGuardrails | None = None,
+        sample_interval: float = SAMPLE_INTERVAL,
     ) -> None:
         super().__init__(
             engine,
@@ -441,6 +638,9 @@ class ConsumeLoop(_LoopBase):
             stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
+            health=health,
+            guardrail_store=guardrail_store,
+            sample_interval=sample_interval,
         )
         if evaluate is None:
             if engine is None:
@@ -451,6 +651,11 @@ class ConsumeLoop(_LoopBase):
         self.output = output
         self.dlq = dlq
         self._sleep = sleep
+        self._samplers: list[tuple[str, SampledStream]] = []
+        if self.reports.wants_samples:
+            for role, endpoint in (("source", source), ("output", output), ("dlq", dlq)):
+                if isinstance(endpoint, SampledStream):
+                    self._samplers.append((role, endpoint))
 
     def run(self) -> LoopStats:
         """Consume until the source ends, ``max_messages`` were read, or ``stop()``.
@@ -460,7 +665,9 @@ class ConsumeLoop(_LoopBase):
         hand is then left unacknowledged. ``stats`` holds what was done either way.
         """
         stats = self.stats
+        reports = self.reports
         stats.started = time.monotonic()
+        reports.started()
         try:
             while True:
                 if self._stop.is_set():
@@ -477,16 +684,31 @@ class ConsumeLoop(_LoopBase):
                         decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
+                    reports.batch_evaluated()
                     self.deliver(result)
+                    reports.batch_done(self.source)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
+                if self._samplers and reports.sample_due():
+                    self._sample_streams()
         except LoopError:
             stats.ended_by = stats.ended_by or "error"
             raise
         finally:
             stats.finished = time.monotonic()
+            reports.ended()
         return stats
+
+    def _sample_streams(self) -> None:
+        """Sample every broker stream the loop reads or writes (one round trip each)."""
+        for role, endpoint in self._samplers:
+            try:
+                sample = endpoint.sample_stream()
+            except Exception as exc:  # a gauge must never stop the loop
+                self.reports.sample_raised(role, _described(endpoint), exc)
+                continue
+            self.reports.sampled(role, sample)
 
     def deliver(self, result: BatchResult) -> None:
         """Write the batch's records (output first, then the DLQ), then acknowledge it; each
@@ -507,7 +729,9 @@ class ConsumeLoop(_LoopBase):
                 self.source.ack(result.messages)
                 break
             except SourceError as exc:
+                self.reports.source_failed(exc)
                 self._pause(self._retry_delay("acknowledging", attempt, exc))
+        self.reports.source_ok(self.source)
         stats.count_acked(result.messages)
 
     def _write(self, sink: Sink, records: Sequence[Record], what: str) -> None:
@@ -525,12 +749,16 @@ class ConsumeLoop(_LoopBase):
         while True:
             attempt += 1
             try:
-                return self.source.read(limit, self.poll_timeout)
+                messages = self.source.read(limit, self.poll_timeout)
             except SourceError as exc:
+                self.reports.source_failed(exc)
                 if self.stopping:  # nothing is in hand: stop now rather than retry
                     log.warning("reading failed while stopping; not retried: %s", exc)
                     return []
                 self._pause(self._retry_delay("reading", attempt, exc))
+            else:
+                self.reports.source_ok(self.source)
+                return messages
 
     def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` between retries; ends early when ``stop()`` is called meanwhile."""
@@ -565,6 +793,9 @@ class AsyncConsumeLoop(_LoopBase):
         evaluate: AsyncEvaluate | None = None,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        health: LoopHealth | None = None,
+        guardrail_store: SharedGuardrails | None = None,
+        sample_interval: float = SAMPLE_INTERVAL,
     ) -> None:
         super().__init__(
             engine,
@@ -576,6 +807,9 @@ class AsyncConsumeLoop(_LoopBase):
             stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
+            health=health,
+            guardrail_store=guardrail_store,
+            sample_interval=sample_interval,
         )
         if evaluate is None:
             if engine is None:
@@ -585,12 +819,19 @@ class AsyncConsumeLoop(_LoopBase):
         self.source = source
         self.output = output
         self.dlq = dlq
+        self._samplers: list[tuple[str, AsyncSampledStream]] = []
+        if self.reports.wants_samples:
+            for role, endpoint in (("source", source), ("output", output), ("dlq", dlq)):
+                if isinstance(endpoint, AsyncSampledStream):
+                    self._samplers.append((role, endpoint))
 
     async def run(self) -> LoopStats:
         """Consume until the source ends, ``max_messages`` were read, or ``stop()``; raises
         like ``ConsumeLoop.run``."""
         stats = self.stats
+        reports = self.reports
         stats.started = time.monotonic()
+        reports.started()
         try:
             while True:
                 if self._stop.is_set():
@@ -607,16 +848,31 @@ class AsyncConsumeLoop(_LoopBase):
                         decide_batch(messages, now=self.clock(), mask_values=self.mask_values),
                         self.evaluate,
                     )
+                    reports.batch_evaluated()
                     await self.deliver(result)
+                    reports.batch_done(self.source)
                 elif self.source.exhausted:
                     stats.ended_by = "end"
                     break
+                if self._samplers and reports.sample_due():
+                    await self._sample_streams()
         except LoopError:
             stats.ended_by = stats.ended_by or "error"
             raise
         finally:
             stats.finished = time.monotonic()
+            reports.ended()
         return stats
+
+    async def _sample_streams(self) -> None:
+        """Sample every broker stream the loop reads or writes (one round trip each)."""
+        for role, endpoint in self._samplers:
+            try:
+                sample = await endpoint.sample_stream()
+            except Exception as exc:  # a gauge must never stop the loop
+                self.reports.sample_raised(role, _described(endpoint), exc)
+                continue
+            self.reports.sampled(role, sample)
 
     async def deliver(self, result: BatchResult) -> None:
         """Write the batch's records (output first, then the DLQ), then acknowledge it; each
@@ -637,7 +893,9 @@ class AsyncConsumeLoop(_LoopBase):
                 await self.source.ack(result.messages)
                 break
             except SourceError as exc:
+                self.reports.source_failed(exc)
                 await self._pause(self._retry_delay("acknowledging", attempt, exc))
+        self.reports.source_ok(self.source)
         stats.count_acked(result.messages)
 
     async def _write(self, sink: AsyncSink, records: Sequence[Record], what: str) -> None:
@@ -655,12 +913,16 @@ class AsyncConsumeLoop(_LoopBase):
         while True:
             attempt += 1
             try:
-                return await self.source.read(limit, self.poll_timeout)
+                messages = await self.source.read(limit, self.poll_timeout)
             except SourceError as exc:
+                self.reports.source_failed(exc)
                 if self.stopping:  # nothing is in hand: stop now rather than retry
                     log.warning("reading failed while stopping; not retried: %s", exc)
                     return []
                 await self._pause(self._retry_delay("reading", attempt, exc))
+            else:
+                self.reports.source_ok(self.source)
+                return messages
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` between retries; ends early when ``stop()`` is called meanwhile."""

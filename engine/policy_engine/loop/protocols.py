@@ -11,13 +11,20 @@ the table from scheme to transport. Implementations, in ``policy_engine.loop.tra
 ``jsonl`` (files, stdin/stdout; plain paths and ``-``), ``redis_streams`` (``redis://``,
 ``rediss://``, ``unix://``: Redis Streams with consumer groups), ``memory`` (in-process
 queues, for tests and embedding; registered by whoever uses it).
+
+What the loop reports besides records, each an optional protocol a source or sink may also
+implement: ``PositionedSource.position()`` (where it is, for ``/status``: a file's offset, a
+stream's last id) and ``SampledStream.sample_stream()`` (a broker stream's length and its consumer
+group's lag, as a ``StreamSample``; the loop asks at most once a second). The loop reports to a
+``LoopHealth`` (``policy_engine.metrics.Health``) and asks a ``SharedGuardrails`` store (the
+engine's ``guardrail_store``) for a merge once per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
 from policy_engine.loop.records import Message, Record, StoredDeadLetter, UnreadableDeadLetter
@@ -104,6 +111,97 @@ class AsyncSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSample:
+    """What a broker said of one stream at one moment (``XLEN``, ``XINFO GROUPS``).
+
+    ``length`` is the number of entries; for a source, ``group`` is its consumer group and
+    ``lag`` (entries not yet delivered to the group), ``pending`` (delivered, not acknowledged)
+    and ``last_delivered_id`` are that group's. ``None`` means unknown (the broker did not say,
+    or ``error`` says why the sample failed; ``error`` never holds credentials).
+    """
+
+    stream: str
+    length: int | None
+    group: str | None = None
+    lag: int | None = None
+    pending: int | None = None
+    last_delivered_id: str | None = None
+    error: str | None = field(default=None, compare=False)
+
+    def position(self) -> dict[str, Any]:
+        """The sample as ``/status`` shows it under ``source``."""
+        return {
+            "length": self.length,
+            "lag": self.lag,
+            "pending": self.pending,
+            "last_delivered_id": self.last_delivered_id,
+        }
+
+
+@runtime_checkable
+class PositionedSource(Protocol):
+    """A source that can say where it is without any I/O (``/status``'s ``source``)."""
+
+    def position(self) -> dict[str, Any]:
+        """Where the source is now: a file's ``offset`` and ``line``, a stream's last id read.
+        Names and numbers only: never a payload value or a credential."""
+        ...
+
+
+@runtime_checkable
+class SampledStream(Protocol):
+    """A source or sink on a broker stream that can say how long the stream is (and, for a
+    source, how far its consumer group lags). The loop asks between batches, at most once a
+    second, never per message."""
+
+    def sample_stream(self) -> StreamSample:
+        """One sample: one round trip to the broker. A broker error comes back as a sample with
+        ``error`` set and the numbers ``None``, never as an exception."""
+        ...
+
+
+@runtime_checkable
+class AsyncSampledStream(Protocol):
+    """``SampledStream`` for asyncio sources and sinks."""
+
+    async def sample_stream(self) -> StreamSample:
+        """One sample: one round trip to the broker; errors come back in the sample."""
+        ...
+
+
+@runtime_checkable
+class LoopHealth(Protocol):
+    """What the loop tells the probes (``policy_engine.metrics.Health`` is one): whether it
+    runs, whether its source answers, and where it is."""
+
+    def running(self, alive: bool) -> None:
+        """The loop started (``True``) or ended (``False``)."""
+        ...
+
+    def source_connected(self) -> None:
+        """A read or an acknowledgement worked."""
+        ...
+
+    def source_down(self, reason: str) -> None:
+        """A read or an acknowledgement failed; ``reason`` holds no credentials."""
+        ...
+
+    def source_position(self, **position: Any) -> None:
+        """Where the source is (merged into what was reported before)."""
+        ...
+
+
+@runtime_checkable
+class SharedGuardrails(Protocol):
+    """What the loop needs of a guardrail store shared by a fleet (``RedisGuardrailStore``)."""
+
+    def merge_soon(self) -> None:
+        """Ask for a merge of the counts gathered so far; returns at once (the merge runs on
+        the store's own thread)."""
+        ...
+
+
 class ThreadedSource:
     """An ``AsyncSource`` running a sync ``Source`` in worker threads (files, stdin)."""
 
@@ -115,6 +213,12 @@ class ThreadedSource:
     def exhausted(self) -> bool:
         """The wrapped source's ``exhausted``."""
         return self.source.exhausted
+
+    def position(self) -> dict[str, Any]:
+        """The wrapped source's ``position()``, or nothing when it cannot say."""
+        if isinstance(self.source, PositionedSource):
+            return self.source.position()
+        return {}
 
     async def read(self, max_messages: int, timeout: float) -> list[Message]:
         """``source.read`` in a worker thread."""

@@ -159,6 +159,11 @@ class JsonlSource:
     def ack(self, messages: Sequence[Message]) -> None:
         """Nothing to do: a file has no consumer group."""
 
+    def position(self) -> dict[str, Any]:
+        """Where reading is, for ``/status``: the byte ``offset`` just past the last line handed
+        out and that line's number (``line``); after a rotation, in the new file."""
+        return {"offset": self._base + self._pos, "line": self._line}
+
     def close(self) -> None:
         """Close the file (a stream given by the caller is left open)."""
         if self.path is not None:

@@ -10,6 +10,13 @@ Reading (one consumer of a group)::
     XREADGROUP ... COUNT n BLOCK ms STREAMS stream >   new entries, in batches
     XACK stream group id...                       after the batch was passed on or dead-lettered
 
+Sampled by the loop between batches, at most once a second (``sample_stream``, for the stream
+gauges and ``/status``)::
+
+    XLEN stream + XINFO GROUPS stream              a source: the length, and its group's lag,
+                                                  pending count and last delivered id
+    XLEN stream                                   an output or DLQ stream: the length
+
 Each entry carries the envelope as JSON text in its ``data`` field. Writing appends one entry
 per record with ``XADD`` in one pipelined round trip (``encode_fields``): the entry's own fields
 plus ``decision`` (output) or ``dlq`` (the dead-letter context); ``maxlen`` trims an output
@@ -38,7 +45,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from policy_engine.errors import ConfigError, SinkError, SourceError
-from policy_engine.loop.protocols import SinkOptions, SourceOptions, Transport
+from policy_engine.loop.protocols import SinkOptions, SourceOptions, StreamSample, Transport
 from policy_engine.loop.records import (
     DATA_FIELD,
     DeadLetter,
@@ -162,6 +169,49 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _count(value: Any) -> int | None:
+    """An integer reply, or ``None`` for a nil or something else (an error in a pipeline)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def source_sample(stream: str, group: str, length: Any, groups: Any) -> StreamSample:
+    """The sample of a source stream from the replies to ``XLEN`` and ``XINFO GROUPS`` (a
+    pipeline's, errors included as values): the length, and the lag, pending count and last
+    delivered id of ``group`` (``None`` where Redis did not say, e.g. ``lag`` after entries past
+    the group's position were deleted, or on Redis before 7)."""
+    errors = [
+        f"{type(reply).__name__}: {reply}"
+        for reply in (length, groups)
+        if isinstance(reply, Exception)
+    ]
+    mine: Mapping[str, Any] = {}
+    if isinstance(groups, list):
+        for info in groups:
+            if isinstance(info, Mapping) and _text(info.get("name", b"")) == group:
+                mine = info
+                break
+        else:
+            errors.append(f"the stream has no consumer group {group!r}")
+    last = mine.get("last-delivered-id")
+    return StreamSample(
+        stream,
+        _count(length),
+        group,
+        lag=_count(mine.get("lag")),
+        pending=_count(mine.get("pending")),
+        last_delivered_id=_text(last) if isinstance(last, bytes | str) else None,
+        error="; ".join(errors) or None,
+    )
+
+
+def failed_sample(stream: str, group: str | None, exc: Exception) -> StreamSample:
+    """A sample that could not be taken: every number unknown, and why (redis-py's message,
+    which names the host and port, never the password)."""
+    return StreamSample(stream, None, group, error=f"{type(exc).__name__}: {exc}")
+
+
 def messages_from(
     stream: str, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]], redelivered: bool
 ) -> tuple[list[Message], list[bytes]]:
@@ -255,11 +305,28 @@ class _SourceBase:
         self.description = f"{endpoint.description} group={self.group} consumer={self.consumer}"
         self.schedule = ReadSchedule(self.claim_idle, drain=drain)
         self._group_ready = False
+        #: The id of the last entry this consumer read (``None`` before the first).
+        self.last_id: str | None = None
 
     @property
     def exhausted(self) -> bool:
         """True in drain mode once the stream has nothing new and nothing left to claim."""
         return self.schedule.exhausted
+
+    def position(self) -> dict[str, Any]:
+        """Where this consumer is, for ``/status``: the stream, group, consumer, and the id of
+        the last entry it read (the group's lag comes with ``sample_stream``)."""
+        return {
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "last_id": self.last_id,
+        }
+
+    def _read_some(self, messages: list[Message]) -> list[Message]:
+        if messages:
+            self.last_id = messages[-1].position.id
+        return messages
 
     def _block_ms(self, timeout: float) -> int | None:
         if self.endpoint.block_ms is not None:
@@ -314,9 +381,9 @@ class RedisStreamSource(_SourceBase):
                 elif step == "claim":
                     messages = self._claim(max_messages)
                 else:
-                    return self._read_new(max_messages, timeout)
-                if messages:
-                    return messages
+                    return self._read_some(self._read_new(max_messages, timeout))
+                if messages or self.schedule.exhausted:  # drained: no blocking read more
+                    return self._read_some(messages)
             return []
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -372,6 +439,18 @@ class RedisStreamSource(_SourceBase):
         except RedisError as exc:
             raise self._error("acknowledging", exc) from exc
 
+    def sample_stream(self) -> StreamSample:
+        """``XLEN`` and ``XINFO GROUPS`` in one round trip: the stream's length and the group's
+        lag and pending count. A Redis error comes back in the sample."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            length, groups = pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            return failed_sample(self.stream, self.group, exc)
+        return source_sample(self.stream, self.group, length, groups)
+
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
@@ -416,9 +495,9 @@ class AsyncRedisStreamSource(_SourceBase):
                 elif step == "claim":
                     messages = await self._claim(max_messages)
                 else:
-                    return await self._read_new(max_messages, timeout)
-                if messages:
-                    return messages
+                    return self._read_some(await self._read_new(max_messages, timeout))
+                if messages or self.schedule.exhausted:  # drained: no blocking read more
+                    return self._read_some(messages)
             return []
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -474,6 +553,17 @@ class AsyncRedisStreamSource(_SourceBase):
         except RedisError as exc:
             raise self._error("acknowledging", exc) from exc
 
+    async def sample_stream(self) -> StreamSample:
+        """``XLEN`` and ``XINFO GROUPS`` in one round trip (see ``RedisStreamSource``)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            length, groups = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            return failed_sample(self.stream, self.group, exc)
+        return source_sample(self.stream, self.group, length, groups)
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()
@@ -525,6 +615,15 @@ class RedisStreamSink(_SinkBase):
         except RedisError as exc:
             raise self._error(exc) from exc
 
+    def sample_stream(self) -> StreamSample:
+        """``XLEN``: the stream's length (for a DLQ, its depth). A Redis error comes back in
+        the sample."""
+        try:
+            length = self.client.xlen(self.stream)
+        except RedisError as exc:
+            return failed_sample(self.stream, None, exc)
+        return StreamSample(self.stream, _count(length))
+
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
@@ -553,6 +652,14 @@ class AsyncRedisStreamSink(_SinkBase):
             await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from exc
+
+    async def sample_stream(self) -> StreamSample:
+        """``XLEN``: the stream's length (for a DLQ, its depth)."""
+        try:
+            length = await self.client.xlen(self.stream)
+        except RedisError as exc:
+            return failed_sample(self.stream, None, exc)
+        return StreamSample(self.stream, _count(length))
 
     async def close(self) -> None:
         """Close the connection pool."""
