@@ -7,7 +7,9 @@ first payload.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -43,6 +45,27 @@ def subject_template_problem(template: str) -> str | None:
         return f"has unknown field(s) {', '.join('{' + f + '}' for f in unknown)}"
     if fields.count("schema") != 1 or fields.count("track") != 1:
         return "must contain {schema} and {track} once each"
+    return None
+
+
+#: A host name (RFC 1123 labels), for ``METRICS_ADDR``.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def metrics_addr_problem(addr: str) -> str | None:
+    """Why the metrics port cannot bind to ``addr``, or ``None`` when it can try: an IPv4
+    address (``0.0.0.0``: every interface) or a host name; the server speaks IPv4 only."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        if _HOST_NAME.fullmatch(addr) and not addr.replace(".", "").isdigit():
+            return None
+        return "is neither an IPv4 address nor a host name"
+    if ip.version != 4:
+        return "is an IPv6 address; the metrics port listens on IPv4 (use 0.0.0.0 or 127.0.0.1)"
     return None
 
 
@@ -97,6 +120,10 @@ class Settings:
     fallback_track: str = "v1"
     enforcement: Mode = Mode.WARN
     metrics_port: int | None = None
+    #: The address the metrics port (``/metrics``, ``/healthz``, ``/readyz``, ``/status``) binds
+    #: to: ``METRICS_ADDR``, every interface by default as Prometheus exporters do;
+    #: ``127.0.0.1`` keeps it to the host (or the pod).
+    metrics_addr: str = "0.0.0.0"
     validator_backend: Backend = "rust"
     #: Put violation messages (which quote payload values) in failure logs: ``POLICY_LOG_VALUES``.
     log_values: bool = False
@@ -128,6 +155,9 @@ class Settings:
             raise ConfigError(
                 "GUARDRAIL_STORE must be a redis:// URL (redis://host:port/db[?prefix=P])"
             )
+        problem = metrics_addr_problem(self.metrics_addr)
+        if problem is not None:
+            raise ConfigError(f"METRICS_ADDR={self.metrics_addr!r} {problem}")
         if self.validator_backend not in BACKENDS:
             raise ConfigError(f"validator backend must be one of {', '.join(BACKENDS)}")
 
@@ -186,6 +216,8 @@ class Settings:
             if port != int(port) or port > 65535:
                 raise ConfigError(f"METRICS_PORT={env['METRICS_PORT']!r}: a port is 0-65535")
             values["metrics_port"] = int(port)
+        if env.get("METRICS_ADDR", "").strip():
+            values["metrics_addr"] = env["METRICS_ADDR"].strip()
         if env.get("POLICY_VALIDATOR", "").strip():
             backend = env["POLICY_VALIDATOR"].strip().lower()
             if backend not in BACKENDS:

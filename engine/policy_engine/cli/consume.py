@@ -4,6 +4,7 @@ back); ``replay-dlq`` is redrive's old name, kept as a hidden alias that says so
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import threading
@@ -30,7 +31,7 @@ DEFAULT_STOP_TIMEOUT = 10.0
 if TYPE_CHECKING:
     from policy_engine.engine import PolicyEngine
     from policy_engine.loop.core import LoopStats
-    from policy_engine.loop.protocols import AsyncSink, AsyncSource, Sink, Source
+    from policy_engine.loop.protocols import AsyncSink, AsyncSource, LoopHealth, Sink, Source
 
 
 log = logging.getLogger("policy_engine.loop")
@@ -68,7 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "runs until SIGTERM/SIGINT (which finish the batch in hand, within --stop-timeout) unless "
         "--drain. SIGHUP reloads "
         "the policies; with POLICY_WATCH=true (the default) they also reload when their "
-        "directories change. Prints a summary at the end. " + _endpoints_help(),
+        "directories change. With --metrics-port (or METRICS_PORT) it serves /metrics, /healthz, "
+        "/readyz and /status on METRICS_ADDR (default all interfaces). Prints a summary at the "
+        "end. " + _endpoints_help(),
     )
     consume.add_argument("source", metavar="SOURCE", help="where messages come from")
     consume.add_argument(
@@ -101,7 +104,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--metrics-port",
         type=int,
         metavar="P",
-        help="serve Prometheus /metrics on port P (default: $METRICS_PORT; unset: not served)",
+        help="serve Prometheus /metrics and the probes /healthz, /readyz, /status on port P, "
+        "bound to $METRICS_ADDR (default: $METRICS_PORT; unset: not served)",
+    )
+    consume.add_argument(
+        "--guardrail-store",
+        metavar="URL",
+        help="share guardrail windows and trips with the other replicas through Redis: "
+        "redis://host:port/db[?prefix=P] (default: $GUARDRAIL_STORE; '' turns it off). The "
+        "loop merges once per batch, in the background; if the store is unreachable each "
+        "replica decides on its own window",
     )
     consume.add_argument(
         "--group", help="Redis consumer group (overrides the URL's group; default policy-engine)"
@@ -205,7 +217,9 @@ def install_stop_signals(
     return restore
 
 
-def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool, int | None]:
+def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool, int | None, str]:
+    """``POLICY_WATCH``, the metrics port (``--metrics-port`` over ``METRICS_PORT``) and
+    ``METRICS_ADDR``, checked before anything starts."""
     from policy_engine.settings import Settings
 
     try:
@@ -215,13 +229,27 @@ def _watch_and_metrics(args: argparse.Namespace, streams: Streams) -> tuple[bool
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     if port is not None and not 0 <= port <= 65535:
         raise CommandError("--metrics-port must be 0-65535")
-    return settings.policy_watch, port
+    return settings.policy_watch, port, settings.metrics_addr
+
+
+def _with_guardrail_store(args: argparse.Namespace, streams: Streams) -> Streams:
+    """``streams`` with ``--guardrail-store`` in place of ``GUARDRAIL_STORE`` (an empty URL
+    unsets it), so the engine's settings see the flag the way they see the variable."""
+    if args.guardrail_store is None:
+        return streams
+    environ = {**streams.environ, "GUARDRAIL_STORE": args.guardrail_store}
+    return dataclasses.replace(streams, environ=environ)
 
 
 def run_consume(args: argparse.Namespace, streams: Streams) -> int:
-    """Run the loop until the source ends or a signal stops it; print the summary."""
+    """Run the loop until the source ends or a signal stops it; print the summary.
+
+    With a metrics port, the port also serves the probes: a ``Health`` the loop keeps told
+    whether it runs, whether the source answers and where it is (``/healthz``, ``/readyz``,
+    ``/status``).
+    """
     from policy_engine.loop.endpoints import default_dlq, describe_endpoint
-    from policy_engine.metrics import serve_metrics
+    from policy_engine.metrics import Health, serve_metrics
     from policy_engine.reload import install_sighup_reload
 
     if args.batch_size < 1:
@@ -240,24 +268,34 @@ def run_consume(args: argparse.Namespace, streams: Streams) -> int:
         )
     if args.follow and args.source == "-":
         raise CommandError("--follow applies to a file; stdin is read until it closes")
-    watch, port = _watch_and_metrics(args, streams)
+    streams = _with_guardrail_store(args, streams)
+    watch, port, addr = _watch_and_metrics(args, streams)
     report = streams.stderr if args.output == "-" else streams.stdout
     with build_engine(args, streams) as engine:
+        if engine.guardrail_store is not None:
+            log.info("guardrails shared through %s", engine.guardrail_store.description)
         if watch:
             engine.start_watching()
         server = None
+        health: Health | None = None
         if port is not None:
+            health = Health(engine, source=describe_endpoint(args.source), loop=True)
             try:
-                server, _thread = serve_metrics(port)
+                server, _thread = serve_metrics(port, addr, health=health)
             except OSError as exc:
-                raise CommandError(f"cannot serve metrics on port {port}: {exc}") from exc
+                raise CommandError(f"cannot serve metrics on {addr}:{port}: {exc}") from exc
+            log.info(
+                "serving /metrics, /healthz, /readyz and /status on %s:%d",
+                addr,
+                server.server_port,
+            )
         restore_hup = (
             install_sighup_reload(engine)
             if threading.current_thread() is threading.main_thread()
             else (lambda: None)
         )
         try:
-            stats, error = _run(args, streams, engine, dlq)
+            stats, error = _run(args, streams, engine, dlq, health)
         finally:
             restore_hup()
             if server is not None:
@@ -305,7 +343,11 @@ def _first_error(error: LoopError | None, failures: list[LoopError]) -> LoopErro
 
 
 def _run(
-    args: argparse.Namespace, streams: Streams, engine: PolicyEngine, dlq: str
+    args: argparse.Namespace,
+    streams: Streams,
+    engine: PolicyEngine,
+    dlq: str,
+    health: LoopHealth | None = None,
 ) -> tuple[LoopStats, LoopError | None]:
     from policy_engine.loop.core import ConsumeLoop, IoRetry
     from policy_engine.loop.endpoints import open_message_sink, open_message_source
@@ -316,6 +358,7 @@ def _run(
         "mask_values": args.mask_values,
         "retry": IoRetry(attempts=args.sink_retries),
         "stop_timeout": args.stop_timeout,
+        "health": health,
     }
     source_options: dict[str, Any] = {
         "stdin": streams.stdin,
