@@ -20,9 +20,12 @@ from policy_engine.cli import (
     check,
     completion,
     consume,
+    init,
     inspect,
     plan,
+    policytest,
     replay,
+    status,
 )
 from policy_engine.cli.common import (
     EXIT_USAGE,
@@ -65,6 +68,9 @@ def build_parser() -> CommandLineParser:
     replay.register(sub)
     plan.register(sub)
     consume.register(sub)
+    status.register(sub)
+    policytest.register(sub)
+    init.register(sub)
     completion.register(sub)
     add_commands(parser, sub)
     return parser
