@@ -91,7 +91,10 @@ class Health:
             source = dict(self._source)
         if not source["connected"]:
             why = source["error"] or "not connected yet"
-            return False, f"source {source['description'] or ''} is not connected: {why}".strip()
+            name = source["description"] or "the source"
+            if why.startswith(f"{name}: "):  # the reason names the source already
+                why = why[len(name) + 2 :]
+            return False, f"{name} is not connected: {why}"
         return True, "ready"
 
     def status(self) -> dict[str, Any]:
