@@ -2,8 +2,9 @@
 
 - ``FakeSchemaRegistry``: a small Confluent-compatible schema registry, served from memory by a
   real HTTP server on 127.0.0.1 in a background thread, with fault injection (``Fault``): server
-  errors, "not found" codes, slow answers, truncated or non-JSON bodies, and ``stop()``/``start()``
-  for connection refused and recovery;
+  errors, "not found" codes, slow, trickling or held answers (held until the test releases them,
+  so a test about timeouts never races the clock), truncated or non-JSON bodies, and
+  ``stop()``/``start()`` for connection refused and recovery;
 - ``RecordingRegistryObserver``: a ``RegistryObserver`` hook that counts what it hears.
 
 >>> with FakeSchemaRegistry() as registry:                      # doctest: +SKIP
@@ -41,8 +42,11 @@ class Fault:
     (``{"error_code": error_code, "message": message}``) instead of the real answer;
     ``delay``: seconds to wait before answering at all; ``body``: send these bytes as the body
     (with ``status`` or 200); ``truncate``: promise the whole body, send half, hang up;
-    ``body_delay``: seconds between the headers and the body. ``path``: only requests whose
-    path contains it; ``times``: only that many requests, then the fault is gone.
+    ``body_delay``: seconds between the headers and the body; ``byte_delay``: seconds between
+    the body's bytes (a trickle: every read gets data, the whole answer takes long);
+    ``hold``: answer only once this event is set (never, if nobody sets it; a held request is
+    dropped when the registry stops). ``path``: only requests whose path contains it;
+    ``times``: only that many requests, then the fault is gone.
     """
 
     status: int | None = None
@@ -52,6 +56,8 @@ class Fault:
     body: bytes | None = None
     truncate: bool = False
     body_delay: float = 0.0
+    byte_delay: float = 0.0
+    hold: threading.Event | None = None
     path: str | None = None
     times: int | None = None
 
@@ -69,6 +75,20 @@ class Fault:
     def slow(cls, seconds: float, **options: Any) -> Fault:
         """Answer correctly, but only after ``seconds``."""
         return cls(delay=seconds, **options)
+
+    @classmethod
+    def hang(cls, release: threading.Event | None = None, **options: Any) -> Fault:
+        """Answer correctly, but only once ``release`` is set: without one, never.
+
+        A client timeout is then the only way out, however loaded the machine: tests about
+        timeouts pin which error came back, not how long it took.
+        """
+        return cls(hold=release if release is not None else threading.Event(), **options)
+
+    @classmethod
+    def trickle(cls, byte_delay: float, **options: Any) -> Fault:
+        """Headers at once, then the real body one byte every ``byte_delay`` seconds."""
+        return cls(byte_delay=byte_delay, **options)
 
     @classmethod
     def garbage(cls, body: bytes = b"<html>502 Bad Gateway</html>", **options: Any) -> Fault:
@@ -176,6 +196,7 @@ class FakeSchemaRegistry:
         self._schemas: dict[int, _Stored] = {}
         self._faults: list[_ActiveFault] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -293,6 +314,19 @@ class FakeSchemaRegistry:
         with self._lock:
             return sum(1 for r in self.requests if path in r.path)
 
+    def wait_for_requests(self, count: int = 1, path: str = "", timeout: float = 30.0) -> bool:
+        """Wait until ``count`` requests whose path contains ``path`` have arrived (held ones
+        included); ``False`` if ``timeout`` passed first.
+
+        >>> registry.inject(Fault.hang(release))                  # doctest: +SKIP
+        >>> task = asyncio.create_task(source.afetch("shop.Order", "v2"))
+        >>> await asyncio.to_thread(registry.wait_for_requests)   # the request is in flight
+        """
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: sum(1 for r in self.requests if path in r.path) >= count, timeout
+            )
+
     def reset_requests(self) -> None:
         """Forget the recorded requests."""
         with self._lock:
@@ -312,6 +346,13 @@ class FakeSchemaRegistry:
                 return active.fault
         return None
 
+    def _held(self, release: threading.Event) -> bool:
+        """Wait until ``release`` is set (``True``) or the registry stops (``False``)."""
+        while not release.wait(0.05):  # the poll only bounds how late a stop is noticed
+            if self._stopping.is_set():
+                return False
+        return True
+
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         given = headers.get("authorization", "")
         if self.token is not None:
@@ -324,10 +365,14 @@ class FakeSchemaRegistry:
     def _handle(self, handler: _Handler) -> None:
         path = urlsplit(handler.path).path
         headers = {k.lower(): v for k, v in handler.headers.items()}
-        with self._lock:
+        with self._arrived:
             self.requests.append(RecordedRequest(handler.command, path, headers))
+            self._arrived.notify_all()
         fault = self._fault_for(path)
         if fault is not None and fault.delay and self._stopping.wait(fault.delay):
+            handler.close_connection = True
+            return
+        if fault is not None and fault.hold is not None and not self._held(fault.hold):
             handler.close_connection = True
             return
         if not self._authorized(headers):
@@ -348,6 +393,7 @@ class FakeSchemaRegistry:
             raw,
             truncate=fault is not None and fault.truncate,
             body_delay=fault.body_delay if fault is not None else 0.0,
+            byte_delay=fault.byte_delay if fault is not None else 0.0,
         )
 
     def _route(self, path: str) -> tuple[int, Any]:
@@ -411,6 +457,7 @@ class FakeSchemaRegistry:
         *,
         truncate: bool = False,
         body_delay: float = 0.0,
+        byte_delay: float = 0.0,
     ) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         handler.send_response(status)
@@ -426,6 +473,13 @@ class FakeSchemaRegistry:
             handler.wfile.write(raw[: len(raw) // 2])
             handler.wfile.flush()
             handler.close_connection = True
+            return
+        if byte_delay:
+            for i in range(len(raw)):
+                if self._stopping.wait(byte_delay):
+                    handler.close_connection = True
+                    return
+                handler.wfile.write(raw[i : i + 1])  # a client that gave up: handle_error
             return
         handler.wfile.write(raw)
 
@@ -453,7 +507,7 @@ class RecordingRegistryObserver:
             self.cache[result] += 1
 
 
-def wait_for_refreshes(engine: PolicyEngine, timeout: float = 10.0) -> bool:
+def wait_for_refreshes(engine: PolicyEngine, timeout: float = 30.0) -> bool:
     """Wait until ``engine`` has no schema refresh queued or running in the background.
 
     An expired schema the engine holds keeps serving while a background thread asks the

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -64,7 +63,8 @@ class InMemorySchemaSource:
     - a (schema, track) not in ``documents`` answers ``SchemaNotFoundError`` (a definite "no");
     - ``unavailable = True`` makes every call fail with ``RegistryUnavailableError``;
     - ``failures[(schema, track)] = SomeRegistryError`` makes only that pair fail;
-    - ``delay`` seconds are slept in every fetch (a slow registry);
+    - ``hold``: when set to an event, every fetch waits until it is set (a slow registry whose
+      answer the test releases); ``fetching`` is set as soon as a fetch has started;
     - ``fetches`` counts fetch calls per (schema, track), ``fetch_threads`` records who called.
     """
 
@@ -76,7 +76,8 @@ class InMemorySchemaSource:
             self.put(schema, track, document)
         self.unavailable = False
         self.failures: dict[tuple[str, str], type[RegistryError]] = {}
-        self.delay = 0.0
+        self.hold: threading.Event | None = None
+        self.fetching = threading.Event()
         self.fetches: Counter[tuple[str, str]] = Counter()
         self.fetch_threads: list[int] = []
         self.closed = False
@@ -92,8 +93,9 @@ class InMemorySchemaSource:
         """The stored schema, or the error the switches ask for."""
         self.fetches[(schema, track)] += 1
         self.fetch_threads.append(threading.get_ident())
-        if self.delay:
-            time.sleep(self.delay)
+        self.fetching.set()
+        if self.hold is not None:
+            self.hold.wait(30)  # bounded: a test that never releases fails instead of hanging
         if self.unavailable:
             raise RegistryUnavailableError("registry is down", schema=schema, track=track)
         failure = self.failures.get((schema, track))

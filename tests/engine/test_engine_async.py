@@ -62,33 +62,34 @@ def test_aenforce_returns_decision_unless_rejected(
 
 def test_slow_fetch_runs_off_the_event_loop(make_engine, one_rule, source):
     """While a slow registry fetch runs, other asyncio tasks keep running (fetch is threaded)."""
-    source.delay = 0.2
+    source.hold = threading.Event()
     eng = make_engine(one_rule("shop.Order", POLICY_BODY))
-    ticks = 0
+    during = 0
 
-    async def ticker(stop: asyncio.Event) -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            await asyncio.sleep(0.005)
+    async def ticker() -> None:
+        # Ticks while the fetch is held, then lets it answer: on a blocked loop it never ticks
+        # and the fetch is only let go by its own 30 s bound, with no ticks counted.
+        nonlocal during
+        while during < 5:
+            if source.fetching.is_set():
+                during += 1
+            await asyncio.sleep(0.001)
+        assert source.hold is not None
+        source.hold.set()
 
-    async def main() -> tuple[object, int]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(ticker(stop))
-        await asyncio.sleep(0)  # let the ticker start
-        start_ticks = ticks
+    async def main() -> tuple[object, bool]:
+        task = asyncio.create_task(ticker())
         decision = await eng.aevaluate("shop.Order", INVALID, key="k")
-        during = ticks - start_ticks
-        stop.set()
+        released = source.hold is not None and source.hold.is_set()
         await task
-        return decision, during
+        return decision, released
 
     loop_thread = threading.get_ident()
-    decision, during = asyncio.run(main())
+    decision, released = asyncio.run(main())
+    assert released  # the fetch answered only after the loop ticked five times during it
     assert decision.action in (Action.REJECTED, Action.LOGGED)
     assert source.total_fetches >= 1
     assert loop_thread not in source.fetch_threads
-    assert during >= 5  # the loop kept ticking during at least 0.2 s of fetching
 
 
 def test_cached_schema_needs_no_thread(make_engine, one_rule, source):

@@ -35,7 +35,7 @@ BROKEN = [
 ]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes (bounded, never a timing assert)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ def rule(mode: str, schema: str = "x.Y") -> str:
     return f"version: 1\nschemas:\n  {schema}:\n    mode: {mode}\n"
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes (bounded, never a timing assert)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -200,12 +200,20 @@ def test_a_reload_error_is_logged_once(
     watched: PolicyEngine, policies: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The same broken state seen by several change events is logged once, with file:line:col."""
+    attempts: list[str] = []
+
+    class Recorder:
+        def after_reload(self, event: ReloadEvent) -> None:
+            attempts.append(event.result)
+
+    watched._reload_observers = (*watched._reload_observers, Recorder())
     with caplog.at_level(logging.ERROR, logger="policy_engine.reload"):
         (policies / "p.yaml").write_text(rule("loud"))
         assert wait_for(lambda: not watched.status().healthy)
-        for i in range(3):  # more events, same broken p.yaml
+        for i in range(3):  # more events, same broken p.yaml: each one is a failed attempt
+            seen = len(attempts)
             (policies / f"note{i}.txt").write_text("not a policy")
-            time.sleep(0.2)
+            assert wait_for(lambda seen=seen: len(attempts) > seen and attempts[-1] == "error")
     errors = [r for r in caplog.records if "policy reload failed" in r.getMessage()]
     assert len(errors) == 1
     assert f"{policies / 'p.yaml'}:4:11" in errors[0].getMessage()

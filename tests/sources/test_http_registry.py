@@ -2,7 +2,11 @@
 
 ``policy_engine.testing.FakeSchemaRegistry`` serves schemas from memory with fault injection.
 The cache and backoff run on a settable clock shared by the engine and the source, so TTLs and
-backoff periods pass without sleeping; request timeouts are real and short (``TIMEOUT``).
+backoff periods pass without sleeping. Request timeouts are real: ordinary requests get a
+generous one (``TIMEOUT``) that a loaded machine never misses; a test about timeouts makes the
+registry hang (``Fault.hang``: no answer until the test releases it, if ever) and only then gives
+the client a short one (``HANG_TIMEOUT``), so the timeout is the one possible outcome, and pins
+which error came back and how many requests were made, never how long anything took.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ from policy_engine.testing import (
     wait_for_refreshes,
 )
 
-TIMEOUT = 0.2
+#: For requests that are answered: long enough for any loaded machine.
+TIMEOUT = 30.0
+#: For requests the registry never answers (``Fault.hang``): any timeout times out; short is quick.
+HANG_TIMEOUT = 0.25
 TTL = 60.0
 #: Past the engine's retry interval for a failed slot (10 s) and the first backoff (1 s).
 RETRY = policy_engine.schemas.ERROR_RETRY_SECONDS + 1
@@ -115,7 +122,7 @@ def observer() -> RecordingRegistryObserver:
 def make_source(
     registry: FakeSchemaRegistry, clock: Clock, observer: RecordingRegistryObserver
 ) -> Iterator[Callable[..., HttpSchemaSource]]:
-    """Build sources on the test clock with short timeouts (closed after the test)."""
+    """Build sources on the test clock with generous timeouts (closed after the test)."""
     sources: list[HttpSchemaSource] = []
 
     def build(url: str | None = None, **options: Any) -> HttpSchemaSource:
@@ -160,6 +167,12 @@ def make_engine(
     yield build
     for eng in engines:
         eng.close()
+
+
+def time_out_soon(source: HttpSchemaSource, seconds: float = HANG_TIMEOUT) -> None:
+    """From now on ``source``'s requests give up after ``seconds``: for a warm source that is
+    about to meet a hung registry (each request's deadline is set when it starts)."""
+    source.timeout = source._cache.timeout = seconds
 
 
 # ---------------------------------------------------------------------------- reading
@@ -234,7 +247,7 @@ def test_engine_uses_the_subject_template_setting(registry, tmp_path):
     """REGISTRY_SUBJECT_TEMPLATE decides which subject the engine asks for."""
     registry.register("shop.Order/v2", ORDER_V2_STRICTER)
     settings = Settings.from_env(
-        {"REGISTRY_SUBJECT_TEMPLATE": "{schema}/{track}", "REGISTRY_TIMEOUT": "0.2"}
+        {"REGISTRY_SUBJECT_TEMPLATE": "{schema}/{track}", "REGISTRY_TIMEOUT": str(TIMEOUT)}
     )
     with PolicyEngine(policies=[], registry=registry.url, settings=settings) as eng:
         d = eng.evaluate("shop.Order", VALID, track="v2")
@@ -505,41 +518,63 @@ def test_changed_schema_is_picked_up_after_one_real_ttl(registry):
     """With real clocks, a change is seen after one TTL, not two (the source's own TTL cache
     has always expired when the engine's does): one refresh brings the new version."""
     ttl = 1.0
-    settings = Settings(registry_cache_ttl=ttl, registry_timeout=10.0)
-    with PolicyEngine(policies=[], registry=registry.url, settings=settings) as eng:
+    observer = RecordingRegistryObserver()
+    settings = Settings(registry_cache_ttl=ttl, registry_timeout=TIMEOUT)
+    with PolicyEngine(
+        policies=[], registry=registry.url, settings=settings, hooks=[observer]
+    ) as eng:
         assert eng.evaluate("shop.Order", VALID).action is Action.ACCEPTED
         registry.register("shop.Order-v2", ORDER_V2_STRICTER)
         registry.reset_requests()
+        observer.cache.clear()
         deadline = time.monotonic() + 60
-        while eng.evaluate("shop.Order", VALID).action is not Action.LOGGED:
+        while True:
+            # Requests made before the payload that sees the change: the ones that brought it
+            # (a refresh that payload starts itself cannot have decided it).
+            asked = registry.count(LATEST_V2)
+            if eng.evaluate("shop.Order", VALID).action is Action.LOGGED:
+                break
             assert time.monotonic() < deadline, "the new version never arrived"
             time.sleep(ttl / 10)
-        assert registry.count(LATEST_V2) == 1  # one refresh, not two TTLs' worth
+        assert asked == 1  # one refresh, not two TTLs' worth
+        # The engine's refresh was never answered from the source's own (still fresh) cache.
+        assert observer.cache["hit"] == 0
 
 
 # ---------------------------------------------------------------------------- outages
 
 
-def _stop(registry: FakeSchemaRegistry) -> None:
+def _stop(registry: FakeSchemaRegistry, source: HttpSchemaSource) -> None:
     registry.stop()
 
 
-#: (id, how to break the registry, exception class, observer outcome)
-FAULTS: list[tuple[str, Callable[[FakeSchemaRegistry], None], type[Exception], str]] = [
-    ("http-500", lambda r: r.inject(Fault.server_error()), RegistryServerError, "error"),
-    ("slow", lambda r: r.inject(Fault.slow(1.0)), RegistryUnavailableError, "timeout"),
+def _hang(registry: FakeSchemaRegistry, source: HttpSchemaSource) -> None:
+    registry.inject(Fault.hang())
+    time_out_soon(source)
+
+
+def _injects(fault: Fault) -> Callable[[FakeSchemaRegistry, HttpSchemaSource], None]:
+    return lambda registry, source: registry.inject(fault)
+
+
+#: (id, how to break the registry (and the source that will meet it), exception class, outcome)
+FAULTS: list[
+    tuple[str, Callable[[FakeSchemaRegistry, HttpSchemaSource], None], type[Exception], str]
+] = [
+    ("http-500", _injects(Fault.server_error()), RegistryServerError, "error"),
+    ("hung", _hang, RegistryUnavailableError, "timeout"),
     ("refused", _stop, RegistryUnavailableError, "error"),
-    ("truncated", lambda r: r.inject(Fault.truncated()), RegistryUnavailableError, "error"),
-    ("not-json", lambda r: r.inject(Fault.garbage()), RegistryUnavailableError, "error"),
+    ("truncated", _injects(Fault.truncated()), RegistryUnavailableError, "error"),
+    ("not-json", _injects(Fault.garbage()), RegistryUnavailableError, "error"),
     (
         "404-without-code",
-        lambda r: r.inject(Fault(status=404, body=b"<h1>Not Found</h1>")),
+        _injects(Fault(status=404, body=b"<h1>Not Found</h1>")),
         RegistryUnavailableError,
         "error",
     ),
     (
         "not-a-schema-answer",
-        lambda r: r.inject(Fault(body=b'{"unexpected": true}')),
+        _injects(Fault(body=b'{"unexpected": true}')),
         RegistryUnavailableError,
         "error",
     ),
@@ -547,10 +582,11 @@ FAULTS: list[tuple[str, Callable[[FakeSchemaRegistry], None], type[Exception], s
 FAULT_IDS = [f[0] for f in FAULTS]
 
 
-def heal(registry: FakeSchemaRegistry) -> None:
-    """Undo any fault: clear injections and serve again."""
+def heal(registry: FakeSchemaRegistry, source: HttpSchemaSource) -> None:
+    """Undo any fault: clear injections, serve again, and wait for answers as long as usual."""
     registry.heal()
     registry.start()
+    time_out_soon(source, TIMEOUT)
 
 
 @pytest.mark.parametrize(("name", "breaks", "error", "outcome"), FAULTS, ids=FAULT_IDS)
@@ -559,11 +595,9 @@ def test_fault_is_a_typed_unavailable_error(
 ):
     """Each fault is RegistryUnavailableError (RegistryServerError for 5xx), counted by outcome."""
     source = make_source()
-    breaks(registry)
-    started = time.perf_counter()
+    breaks(registry, source)
     with pytest.raises(error) as info:
         source.fetch("shop.Order", "v2")
-    assert time.perf_counter() - started < TIMEOUT + 0.15
     assert isinstance(info.value, RegistryUnavailableError)
     assert (info.value.schema, info.value.track) == ("shop.Order", "v2")
     assert registry.url.split("//")[1] in str(info.value)
@@ -576,7 +610,7 @@ def test_fault_on_a_cold_subject_applies_on_registry_error(
 ):
     """With no cached schema, a fault means on_registry_error; the track never falls back."""
     eng = make_engine(STRICT_REJECT)
-    breaks(registry)
+    breaks(registry, eng.source)
     d = eng.evaluate("shop.Order", VALID, key="k")
     assert (d.track, d.action, d.valid) == ("v2", Action.REJECTED, None)
     assert d.violations[0].keyword == "registry"
@@ -590,7 +624,7 @@ def test_fault_on_a_warm_subject_keeps_serving_the_cache(
     """Past the TTL during an outage the cached schema keeps validating, after one request."""
     eng = make_engine(STRICT_REJECT)
     assert eng.evaluate("shop.Order", INVALID, key="k").action is Action.REJECTED
-    breaks(registry)
+    breaks(registry, eng.source)
     registry.reset_requests()
     clock.advance(TTL)
     for n in range(20):
@@ -604,8 +638,9 @@ def test_fault_on_a_warm_subject_keeps_serving_the_cache(
     assert registry.count() <= 2
     assert observer.cache["stale"] == 2  # the source answered both from its stale cache
     # The schema and the listing are refreshed on two background threads: at most one request
-    # each (an unreachable registry may already be backed off when the second one asks).
-    assert observer.requests[outcome] in ((1, 2) if name == "refused" else (2,))
+    # each (an unreachable registry, refused or hung, may already be backed off when the second
+    # one asks).
+    assert observer.requests[outcome] in ((1, 2) if name in ("refused", "hung") else (2,))
 
 
 @pytest.mark.parametrize(("name", "breaks", "error", "outcome"), FAULTS, ids=FAULT_IDS)
@@ -614,28 +649,31 @@ def test_fault_recovers_once_the_registry_answers(
 ):
     """After the registry comes back, the next retry fetches the schema and validation resumes."""
     eng = make_engine(STRICT_REJECT)
-    breaks(registry)
+    breaks(registry, eng.source)
     assert eng.evaluate("shop.Order", INVALID, key="k").violations[0].keyword == "registry"
-    heal(registry)
+    heal(registry, eng.source)
     assert eng.evaluate("shop.Order", INVALID, key="k").violations[0].keyword == "registry"
     clock.advance(RETRY)
     d = eng.evaluate("shop.Order", INVALID, key="k")
     assert (d.action, d.violations[0].keyword) == (Action.REJECTED, "minimum")
 
 
-def test_outage_costs_one_timeout_per_subject_per_backoff_period(make_source, registry, clock):
+def test_outage_costs_one_timeout_per_subject_per_backoff_period(
+    make_source, registry, clock, observer
+):
     """While backing off, fetch fails at once without a request; the backoff doubles."""
-    source = make_source()
-    registry.inject(Fault.slow(1.0))
-    timings = []
+    source = make_source(timeout=HANG_TIMEOUT)
+    registry.inject(Fault.hang())
+    errors = []
     for _ in range(5):
-        started = time.perf_counter()
-        with pytest.raises(RegistryUnavailableError):
+        with pytest.raises(RegistryUnavailableError) as info:
             source.fetch("shop.Order", "v2")
-        timings.append(time.perf_counter() - started)
+        errors.append(str(info.value))
+    # Only the first fetch asked and met the timeout; the others failed without a request.
     assert registry.count(LATEST_V2) == 1
-    assert timings[0] >= TIMEOUT * 0.9
-    assert max(timings[1:]) < 0.05
+    assert observer.requests == {"timeout": 1}
+    assert "no answer within" in errors[0]
+    assert all("not asked again" in e for e in errors[1:])
     with pytest.raises(RegistryUnavailableError, match=r"not asked again for 1\.0 s"):
         source.fetch("shop.Order", "v2")
     clock.advance(1.0)
@@ -646,21 +684,23 @@ def test_outage_costs_one_timeout_per_subject_per_backoff_period(make_source, re
         source.fetch("shop.Order", "v2")
 
 
-def test_unreachable_registry_is_not_asked_for_other_subjects(make_source, registry, clock):
+def test_unreachable_registry_is_not_asked_for_other_subjects(
+    make_source, registry, clock, observer
+):
     """After a timeout no subject asks the registry until the backoff has passed: warm ones
     are served stale, cold ones fail at once."""
     source = make_source()
     source.fetch("shop.Order", "v1")
     clock.advance(TTL)  # v1 is due for a refresh
-    registry.inject(Fault.slow(1.0))
+    registry.inject(Fault.hang())
+    time_out_soon(source)
     with pytest.raises(RegistryUnavailableError, match="no answer within"):
         source.fetch("shop.Order", "v2")
-    started = time.perf_counter()
     assert source.fetch("shop.Order", "v1").document == ORDER_V1
     with pytest.raises(RegistryUnavailableError, match=r"is unreachable .*not asked again"):
         source.fetch("shop.Legacy", "v1")
-    assert time.perf_counter() - started < 0.05
     assert registry.count("/versions/") == 2  # the warm-up and the one timeout
+    assert observer.requests == {"ok": 1, "timeout": 1}
     clock.advance(1.0)
     with pytest.raises(RegistryUnavailableError, match="no answer within"):
         source.fetch("shop.Legacy", "v1")
@@ -687,19 +727,19 @@ def test_backoff_has_jitter_and_a_ceiling(make_source):
     assert [high.backoff(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
-def test_engine_under_outage_waits_for_at_most_one_timeout(make_engine, registry, clock):
+def test_engine_under_outage_waits_for_at_most_one_timeout(make_engine, registry, clock, observer):
     """Only the first payload of a cold subject waits for the timeout; the rest answer at once."""
     eng = make_engine()
     eng.evaluate("shop.Legacy", {"name": "x"})  # a running engine: hooks have warmed up
-    registry.inject(Fault.slow(1.0))
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        assert eng.evaluate("shop.Order", VALID).action is Action.SKIPPED
-        timings.append(time.perf_counter() - started)
-    assert TIMEOUT * 0.9 <= timings[0] < TIMEOUT + 0.15
-    assert max(timings[1:]) < 0.01
+    registry.inject(Fault.hang())
+    time_out_soon(eng.source)
+    observer.requests.clear()
+    decisions = [eng.evaluate("shop.Order", VALID) for _ in range(50)]
+    assert {d.action for d in decisions} == {Action.SKIPPED}
+    assert "no answer within" in decisions[0].reason
+    # The other 49 neither asked the registry nor waited for a request: there was only one.
     assert registry.count(LATEST_V2) == 1
+    assert observer.requests == {"timeout": 1}
 
 
 def test_registry_comes_back_after_an_outage(make_engine, registry, clock, observer):
@@ -740,21 +780,25 @@ def test_stale_schema_is_logged_once_per_outage(make_source, registry, clock, ca
     assert sum("answers again" in m for m in messages) == 1
 
 
-def test_deadline_bounds_the_whole_request(make_source, registry):
-    """A slow start plus a slow body cannot stretch a request past REGISTRY_TIMEOUT."""
-    timeout = 0.3
-    registry.inject(Fault(delay=0.25, body_delay=0.25))
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        pytest.param(lambda source: source.fetch("shop.Order", "v2"), id="sync"),
+        pytest.param(lambda source: asyncio.run(source.afetch("shop.Order", "v2")), id="async"),
+    ],
+)
+def test_deadline_bounds_the_whole_request(make_source, registry, observer, fetch):
+    """An answer that trickles in, each byte long before a read could time out, still ends in
+    a timeout: REGISTRY_TIMEOUT bounds the whole request, not each read."""
+    timeout = 1.0
+    registry.inject(Fault.trickle(timeout / 20))  # the whole answer would take over 10 s
     source = make_source(timeout=timeout)
-    started = time.perf_counter()
+    started = time.monotonic()
     with pytest.raises(RegistryUnavailableError, match="no answer within"):
-        source.fetch("shop.Order", "v2")
-    assert time.perf_counter() - started < timeout + 0.12
-
-    other = make_source(timeout=timeout)
-    started = time.perf_counter()
-    with pytest.raises(RegistryUnavailableError, match="no answer within"):
-        asyncio.run(other.afetch("shop.Order", "v2"))
-    assert time.perf_counter() - started < timeout + 0.12
+        fetch(source)
+    # Bounded at all (a per-read timeout would have waited for the whole trickle, then answered).
+    assert time.monotonic() - started < timeout + 5
+    assert observer.requests == {"timeout": 1}
 
 
 def test_oversized_answer_is_refused(make_source, registry, monkeypatch):
@@ -778,17 +822,25 @@ def test_50_threads_on_a_cold_subject_make_one_request(make_engine, registry, mo
         lambda doc, b: compiled.append(doc.version) or real(doc, b),
     )
     eng = make_engine()
-    registry.inject(Fault.slow(0.1))
+    release = threading.Event()
+    registry.inject(Fault.hang(release))
     barrier = threading.Barrier(50)
+    calling = threading.Semaphore(0)
     actions: list[Action] = []
 
     def worker() -> None:
         barrier.wait()
+        calling.release()
         actions.append(eng.evaluate("shop.Order", INVALID).action)
 
     threads = [threading.Thread(target=worker) for _ in range(50)]
     for t in threads:
         t.start()
+    # The request is held until every thread is on its way in, however slowly they start.
+    for _ in threads:
+        assert calling.acquire(timeout=30)
+    assert registry.wait_for_requests(1, "/versions/")
+    release.set()
     for t in threads:
         t.join()
     assert actions == [Action.LOGGED] * 50
@@ -799,11 +851,15 @@ def test_50_threads_on_a_cold_subject_make_one_request(make_engine, registry, mo
 def test_50_tasks_on_a_cold_subject_make_one_request(make_engine, registry, observer):
     """Concurrent aevaluate calls of a cold subject share one registry request."""
     eng = make_engine()
-    registry.inject(Fault.slow(0.1))
+    release = threading.Event()
+    registry.inject(Fault.hang(release))
 
     async def run() -> list[Action]:
-        decisions = await asyncio.gather(*(eng.aevaluate("shop.Order", INVALID) for _ in range(50)))
-        return [d.action for d in decisions]
+        evaluations = asyncio.gather(*(eng.aevaluate("shop.Order", INVALID) for _ in range(50)))
+        # Every task started before the loop could learn that the request arrived: all are in.
+        assert await asyncio.to_thread(registry.wait_for_requests, 1, "/versions/")
+        release.set()
+        return [d.action for d in await evaluations]
 
     assert asyncio.run(run()) == [Action.LOGGED] * 50
     assert registry.count("/versions/") == 1
@@ -813,40 +869,45 @@ def test_50_tasks_on_a_cold_subject_make_one_request(make_engine, registry, obse
 def test_aevaluate_fetches_on_the_event_loop_without_blocking_it(make_engine, registry):
     """A slow registry request in aevaluate lets other tasks run and uses no worker thread."""
     eng = make_engine()
-    registry.inject(Fault.slow(0.15))
+    release = threading.Event()
+    registry.inject(Fault.hang(release))
     threads: list[str] = []
     real_fetch = eng.source.fetch
     eng.source.fetch = lambda *a: threads.append("sync") or real_fetch(*a)  # type: ignore[method-assign]
     ticks = 0
 
-    async def ticker(stop: asyncio.Event) -> None:
+    async def ticker() -> None:
+        # Ticks while the request is held at the registry, then lets it be answered: a blocked
+        # loop never ticks, and the request then ends in a timeout instead of a decision.
         nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            await asyncio.sleep(0.005)
+        while ticks < 10:
+            if registry.count(LATEST_V2):
+                ticks += 1
+            await asyncio.sleep(0.001)
+        release.set()
 
     async def run() -> Action:
-        stop = asyncio.Event()
-        task = asyncio.create_task(ticker(stop))
+        task = asyncio.create_task(ticker())
         decision = await eng.aevaluate("shop.Order", INVALID)
-        stop.set()
         await task
         return decision.action
 
     assert asyncio.run(run()) is Action.LOGGED
-    assert ticks >= 10
+    assert registry.count(LATEST_V2) == 1
     assert threads == []
 
 
 def test_sync_fetch_inside_the_loop_does_not_deadlock_on_an_async_request(make_source, registry):
     """Sync code on the event loop thread does its own request rather than wait for the loop."""
     source = make_source()
-    registry.inject(Fault.slow(0.1))
+    release = threading.Event()
+    registry.inject(Fault.hang(release, times=1))  # only the async request is held
 
     async def run() -> tuple[Any, Any]:
         task = asyncio.create_task(source.afetch("shop.Order", "v2"))
-        await asyncio.sleep(0.02)  # the async request is in flight
-        sync_doc = source.fetch("shop.Order", "v2")
+        assert await asyncio.to_thread(registry.wait_for_requests, 1, LATEST_V2)  # in flight
+        sync_doc = source.fetch("shop.Order", "v2")  # blocks the loop the async request needs
+        release.set()
         return sync_doc.document, (await task).document
 
     assert asyncio.run(run()) == (ORDER_V2, ORDER_V2)
@@ -856,13 +917,13 @@ def test_sync_fetch_inside_the_loop_does_not_deadlock_on_an_async_request(make_s
 def test_cancelled_request_hands_over_to_a_waiter(make_source, registry):
     """When the task making the request is cancelled, a waiting task makes it instead."""
     source = make_source()
-    registry.inject(Fault.slow(0.1, times=1))
+    registry.inject(Fault.hang(times=1))  # the first request is never answered
 
     async def run() -> Any:
         first = asyncio.create_task(source.afetch("shop.Order", "v2"))
-        await asyncio.sleep(0.02)
+        assert await asyncio.to_thread(registry.wait_for_requests, 1, LATEST_V2)
         second = asyncio.create_task(source.afetch("shop.Order", "v2"))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # the second task starts: it waits for the first one's request
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
@@ -872,17 +933,28 @@ def test_cancelled_request_hands_over_to_a_waiter(make_source, registry):
     assert registry.count(LATEST_V2) == 2
 
 
-def test_threads_wait_for_an_asyncio_request(make_source, registry):
+def test_threads_wait_for_an_asyncio_request(make_source, registry, monkeypatch):
     """A thread asking while a task's request is in flight waits for it instead of asking too."""
     source = make_source()
-    registry.inject(Fault.slow(0.15))
+    release = threading.Event()
+    registry.inject(Fault.hang(release))  # a second request would be held too, and counted
+    waiting = threading.Event()
+    real_wait = policy_engine.sources.http._Flight.wait_sync
+
+    def wait_sync(flight: Any) -> Any:
+        waiting.set()
+        return real_wait(flight)
+
+    monkeypatch.setattr(policy_engine.sources.http._Flight, "wait_sync", wait_sync)
     result: list[Any] = []
 
     async def run() -> Any:
         task = asyncio.create_task(source.afetch("shop.Order", "v2"))
-        await asyncio.sleep(0.03)
+        assert await asyncio.to_thread(registry.wait_for_requests, 1, LATEST_V2)
         thread = threading.Thread(target=lambda: result.append(source.fetch("shop.Order", "v2")))
         thread.start()
+        assert await asyncio.to_thread(waiting.wait, 30)  # the thread waits for the request
+        release.set()
         doc = await task
         await asyncio.to_thread(thread.join)
         return doc
@@ -901,7 +973,7 @@ def test_bearer_token_from_settings_is_sent(observer):
     """REGISTRY_TOKEN goes out as a bearer token, and the registry accepts the request."""
     with FakeSchemaRegistry(token=TOKEN) as reg:
         reg.register("shop.Order-v2", ORDER_V2)
-        settings = Settings.from_env({"REGISTRY_TOKEN": TOKEN, "REGISTRY_TIMEOUT": "0.2"})
+        settings = Settings.from_env({"REGISTRY_TOKEN": TOKEN, "REGISTRY_TIMEOUT": str(TIMEOUT)})
         with PolicyEngine(policies=[], registry=reg.url, settings=settings) as eng:
             assert eng.evaluate("shop.Order", INVALID).action is Action.LOGGED
         assert reg.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
@@ -936,9 +1008,12 @@ def test_token_never_appears_in_logs_errors_or_repr(make_engine, registry, clock
     eng = make_engine(token=TOKEN)
     errors: list[BaseException] = []
     eng.evaluate("shop.Order", VALID)
-    for fault in (Fault.server_error(), Fault.slow(1.0), Fault(status=401, body=b"no")):
+    # The hung registry comes last: from then on the source gives up soon.
+    for fault in (Fault.server_error(), Fault(status=401, body=b"no"), Fault.hang()):
         registry.heal()
         registry.inject(fault)
+        if fault.hold is not None:
+            time_out_soon(eng.source)
         clock.advance(TTL * 10)
         eng.evaluate("shop.Order", VALID)
         try:
@@ -1089,6 +1164,6 @@ def _check(args: list[str]) -> tuple[int, str]:
         stdin=io.BytesIO(),
         stdout=out,
         stderr=err,
-        environ={"REGISTRY_TIMEOUT": "0.2"},
+        environ={"REGISTRY_TIMEOUT": str(TIMEOUT)},
     )
     return code, out.getvalue() + err.getvalue()
