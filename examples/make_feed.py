@@ -1,12 +1,12 @@
 """Generate ``examples/feed.jsonl``: a deterministic JSONL feed of envelopes for ``replay``.
 
-Each line is an envelope ``{"schema", "track"?, "key"?, "payload"}`` (SPEC §6) for one of the
-four schemas in ``schemas/``: about 60% ``marketdata.TradeEvent``, 10% ``marketdata.OHLCVBatch``,
-20% ``telemetry.FeedbackEvent`` and 10% ``telemetry.RateAdjustment``. Some lines name a track
-(``v1`` payloads always do), some carry an explicit key; the rest leave both to the engine.
-About 3.5% of payloads are invalid in realistic ways (a negative price, a field missing, a bad
-date-time, a v1 field left in a v2 payload, ...), and three lines in the middle are not
-envelopes at all (not JSON, a JSON array, no ``payload``).
+Each line is an envelope ``{"schema", "track"?, "key"?, "payload"}`` ("Envelopes" in
+docs/cli.md) for one of the four schemas in ``schemas/``: about 60% ``marketdata.TradeEvent``,
+10% ``marketdata.OHLCVBatch``, 20% ``telemetry.FeedbackEvent`` and 10%
+``telemetry.RateAdjustment``. Some lines name a track (``v1`` payloads always do), some carry an
+explicit key; the rest leave both to the engine. About 3.7% of payloads are invalid in realistic
+ways (a negative price, a field missing, a bad date-time, a v1 field left in a v2 payload, ...),
+and three lines in the middle are not envelopes at all (not JSON, a JSON array, no ``payload``).
 
 The same ``--seed`` and ``--count`` always give the same bytes::
 

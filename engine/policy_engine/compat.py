@@ -1,4 +1,4 @@
-"""Code written against the old global switch keeps working (SPEC §1, §5).
+"""Code written against the old global switch keeps working (see docs/migration.md).
 
 The old pipeline configured validation with ``RegistryConfig`` (environment variables) and
 validated with ``SchemaManager``::
@@ -134,7 +134,7 @@ class SchemaManager:
     files (``policies=``, else ``POLICY_PATHS``, else ``policies`` if it exists) override it per
     schema and track. ``enabled=False`` validates nothing (every payload is ``(True, [])``).
     Keyword-only additions: ``policies``, ``metrics_registry``, ``environ`` (for the other
-    settings of SPEC §7).
+    settings, the variables of docs/configuration.md).
     """
 
     def __init__(

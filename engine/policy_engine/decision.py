@@ -53,12 +53,12 @@ class Violation:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        """The JSON form (SPEC §6)."""
+        """The JSON form, as ``validate --json`` prints it."""
         return {"path": self.path, "keyword": self.keyword, "message": self.message}
 
 
 class Decision:
-    """The outcome of evaluating one payload (SPEC §5).
+    """The outcome of evaluating one payload (docs/python-api.md, "Decision").
 
     ``mode`` is the mode this payload got; ``valid`` is ``None`` when it was not validated (mode
     off, or no usable schema). When the canary did not need the key (canary 0 or 100, or mode
@@ -193,7 +193,7 @@ class Decision:
         return f"{why}; {self._note}" if self._note else why
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of SPEC §6."""
+        """The JSON form: what ``validate --json`` prints and ``consume`` attaches to a message."""
         rule = self.rule
         return {
             "schema": self.schema,
@@ -237,7 +237,7 @@ class Explanation:
     at: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of SPEC §6 (``explain --json``)."""
+        """The JSON form, as ``explain --json`` prints it."""
         return {
             "schema": self.schema,
             "track": self.track,

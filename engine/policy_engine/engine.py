@@ -1,4 +1,4 @@
-"""``PolicyEngine``: resolves every payload to off, warn or strict and validates it (SPEC §3-§5).
+"""``PolicyEngine``: resolves every payload to off, warn or strict and validates it.
 
 Per payload the work is: one read of the current policy state, a dict lookup for the
 precomputed route of (schema, track), the key and its murmur3 bucket when the canary needs it,
@@ -262,7 +262,7 @@ class PolicyEngine:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> PolicyEngine:
-        """An engine configured from SPEC §7's environment variables.
+        """An engine configured from the environment variables of docs/configuration.md.
 
         With ``POLICY_WATCH=true`` (the default) it hot-reloads its policy files; ``close()`` it
         (or use it as a context manager) to stop the watcher thread.
@@ -736,7 +736,7 @@ class PolicyEngine:
     def _no_schema(
         self, rule: EffectiveRule, mode: Mode, slot: SchemaSlot, note: str, now: float
     ) -> tuple[bool | None, Action, tuple[Violation, ...], str]:
-        """SPEC §4: no usable schema, so ``on_registry_error`` decides."""
+        """No usable schema, so ``on_registry_error`` decides."""
         error = slot.error
         why = str(error) if error is not None else "schema not fetched"
         rejected = rule.on_registry_error == "reject" and mode is Mode.STRICT

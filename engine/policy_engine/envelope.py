@@ -1,4 +1,4 @@
-"""Envelopes: the JSONL line format of ``replay``, ``consume`` and ``plan --sample`` (SPEC §6).
+"""Envelopes: the JSONL line format of ``replay``, ``consume`` and ``plan --sample``.
 
 ::
 

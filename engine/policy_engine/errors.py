@@ -62,7 +62,7 @@ class Problem:
         return f"{where}: {prefix}{self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON form used by ``check --json`` (SPEC §6)."""
+        """The JSON form used by ``check --json``."""
         return {
             "file": self.file,
             "line": self.line,

@@ -3,7 +3,7 @@
 The core decides; hooks watch or step in, without the core knowing what they are for:
 
 - a ``ModeAdjuster`` may lower the mode a payload resolved to before it is validated
-  (a tripped guardrail falls back to ``baseline``, SPEC §3.6);
+  (as a tripped guardrail falls back to ``baseline``);
 - a ``DecisionObserver`` sees every decision after it is made, with the time it took
   (audit, drift reports);
 - a ``DecisionCounter`` counts every decision into cells the engine writes itself (metrics);

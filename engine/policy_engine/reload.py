@@ -1,4 +1,4 @@
-"""Hot reload: watch the policy directories and swap a new policy set in whole (SPEC §9).
+"""Hot reload: watch the policy directories and swap a new policy set in whole.
 
 Directories are watched, never single files: editors save by writing a temporary file and
 renaming it over the old one, ``git pull`` and config management replace files, and a Kubernetes

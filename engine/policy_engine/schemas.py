@@ -2,8 +2,8 @@
 
 Per payload this is a dict lookup and one comparison with the expiry time. A refresh asks the
 ``SchemaSource`` again; a new version is compiled once, an unchanged one keeps its validator, and a
-failed refresh keeps serving the last good validator (stale-if-error, SPEC §4). Track choice
-(SPEC §3.1) is cached the same way and falls back only on a definite "not found".
+failed refresh keeps serving the last good validator (stale-if-error). Track choice is cached
+the same way and falls back only on a definite "not found".
 
 Track choice and prefetching are written once, as scripts (generators yielding the slots that need
 a fetch), and driven two ways: ``choose_track``/``prepare`` refresh with ``source.fetch``,
@@ -145,7 +145,7 @@ class SchemaCache:
             self._slots.popitem(last=False)
 
     def choose_track(self, schema: str, now: float) -> tuple[str, float]:
-        """The preferred track if the registry has it, else the fallback (SPEC §3.1).
+        """The preferred track if the registry has it, else the fallback.
 
         Returns the track and the time until which the choice holds. Only a definite "not
         found" for the preferred track falls back; an outage keeps the preferred track.

@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC §7), validated once at start-up.
+"""Configuration from the environment (docs/configuration.md), validated once at start-up.
 
 Every variable is listed, with a comment, in ``env.example``. A bad value raises ``ConfigError``
 naming the variable and what it accepts, so a misconfigured deployment fails at start, not on the
@@ -102,7 +102,7 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every setting of the engine, with SPEC §7's defaults."""
+    """Every setting of the engine, with the defaults of docs/configuration.md."""
 
     policy_paths: tuple[str, ...] = ("policies",)
     #: False when ``policy_paths`` is the default: a missing default directory means "no policies".
@@ -163,7 +163,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read SPEC §7's variables from ``environ`` (default ``os.environ``).
+        """Read the variables of docs/configuration.md from ``environ`` (default ``os.environ``).
 
         A variable set to the empty string counts as unset (``VAR=`` lines in env files).
         """

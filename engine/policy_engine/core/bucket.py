@@ -1,4 +1,4 @@
-"""Canary bucketing (SPEC §3.5): which keys fall inside a canary, the same everywhere.
+"""Canary bucketing: which keys fall inside a canary, the same everywhere (docs/bucketing.md).
 
 The formula is deliberately simple so that any language can reproduce it; ``docs/bucketing.md``
 publishes test vectors and ``tests/policy/test_bucket.py`` checks them.
@@ -17,7 +17,7 @@ BUCKETS: Final = 10_000
 
 
 def bucket_for(salt_prefix: str, key: str) -> int:
-    """The canary bucket of ``key``, 0..9999 (SPEC §3.5).
+    """The canary bucket of ``key``, 0..9999, by the formula of docs/bucketing.md.
 
     ``salt_prefix`` is the rule's salt followed by ``":"``. The bucket is
     ``(murmur3_x86_32(utf8(salt + ":" + key), seed=0) * 10000) >> 32``, so it is the same in every

@@ -1,4 +1,4 @@
-"""Guardrails: fall back to ``baseline`` by themselves when strict mode rejects too much (SPEC §9).
+"""Guardrails: fall back to ``baseline`` by themselves when strict mode rejects too much.
 
 For each (schema, track) whose rule has a ``guardrail``, the engine keeps a sliding window of the
 payloads resolved to strict and how many of them were rejected. When, over the last ``window``

@@ -68,7 +68,8 @@ class EffectiveRule:
     def canary_at(self, now: float) -> float:
         """The canary in force at ``now`` (epoch seconds): the latest ramp step at or before it.
 
-        Before the first step: the written ``canary`` if there is one, else 0 (SPEC §2).
+        Before the first step: the written ``canary`` if there is one, else 0 (docs/concepts.md,
+        "Ramps").
         """
         if not self.ramp_times:
             return self.canary

@@ -1,4 +1,4 @@
-"""Policy files -> one immutable, checksummed ``PolicySet`` (SPEC §2).
+"""Policy files -> one immutable, checksummed ``PolicySet`` (docs/policy-reference.md).
 
 Reading a file takes one of two roads, and both give the same policy set:
 

@@ -1,4 +1,4 @@
-"""pydantic models of the policy file format, version 1 (SPEC §2).
+"""pydantic models of the policy file format, version 1 (docs/policy-reference.md).
 
 These models are the single source of truth for the format: the loader validates against them
 and ``policy-engine schema`` publishes their JSON Schema for editors.
@@ -151,7 +151,7 @@ class RampStep(_Model):
 
 
 class Guardrail(_Model):
-    """Fall back to ``baseline`` for ``cooldown`` when strict rejects too much (SPEC §9)."""
+    """Fall back to ``baseline`` for ``cooldown`` when strict rejects too much."""
 
     max_reject_rate: Annotated[float, Field(strict=True, gt=0, le=1)] = Field(
         description="trip when rejected / evaluated among strict payloads exceeds this (0-1]"

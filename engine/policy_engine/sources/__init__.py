@@ -1,6 +1,6 @@
 """Where schemas come from: the ``SchemaSource`` protocol and its implementations.
 
-A source answers three ways, and the engine treats them differently (SPEC §3.1, §4):
+A source answers three ways, and the engine treats them differently (docs/registry.md):
 
 - a ``SchemaDocument``: the schema of that track;
 - ``SchemaNotFoundError``: a definite "no such schema or track" (track fallback applies);
@@ -73,7 +73,7 @@ def open_schema_source(
     settings: Settings | None = None,
     observers: Sequence[RegistryObserver] = (),
 ) -> SchemaSource:
-    """The ``SchemaSource`` a ``REGISTRY_URL`` names (SPEC §7), or ``registry`` if it is one.
+    """The ``SchemaSource`` a ``REGISTRY_URL`` names, or ``registry`` if it is one.
 
     A directory or ``file://`` path is the embedded registry; an ``http://`` or ``https://`` URL
     is a Confluent-compatible registry (``HttpSchemaSource``), configured from ``settings``

@@ -1,4 +1,4 @@
-"""The HTTP schema registry: a Confluent-compatible REST API as a ``SchemaSource`` (SPEC §4, §7).
+"""The HTTP schema registry: a Confluent-compatible REST API as a ``SchemaSource``.
 
 Serves what Confluent Schema Registry, Apicurio's ccompat API and Karapace serve:
 
@@ -18,14 +18,13 @@ The answer's ``schema`` field is a JSON string and is parsed; ``schemaType`` mus
     401/403, a 404 without an error code
     AVRO, a schema string that is not JSON    InvalidSchemaError
 
-Caching and outages (SPEC §4): ``latest`` is kept for ``cache_ttl`` seconds; only one request per
-subject is in flight (concurrent callers, threads or asyncio tasks, wait for it); when the
-registry fails (timeout, connection error, 5xx, garbage) the last good schema is served and the
-subject is not asked again before a backoff with jitter has passed. A request that cannot reach
-the registry at all (timeout, connection error) also opens a registry-wide backoff: no subject
-asks until it has passed, so a hung registry costs one ``timeout`` per backoff period in all,
-not one per subject. Meanwhile a subject with no cached schema fails at once with
-``RegistryUnavailableError``.
+Caching and outages (docs/registry.md): ``latest`` is kept for ``cache_ttl`` seconds; only one
+request per subject is in flight (concurrent callers, threads or asyncio tasks, wait for it); when
+the registry fails (timeout, connection error, 5xx, garbage) the last good schema is served and the
+subject is not asked again before a backoff with jitter has passed. A request that cannot reach the
+registry at all (timeout, connection error) also opens a registry-wide backoff: no subject asks
+until it has passed, so a hung registry costs one ``timeout`` per backoff period in all, not one per
+subject. Meanwhile a subject with no cached schema fails at once with ``RegistryUnavailableError``.
 
 How it is built (sans-I/O, so the sync and async forms share every decision):
 
@@ -815,7 +814,7 @@ class HttpSchemaSource:
     def from_settings(
         cls, url: str, settings: Settings, observers: Sequence[RegistryObserver] = ()
     ) -> HttpSchemaSource:
-        """The source ``REGISTRY_URL=url`` names, configured from ``settings`` (SPEC §7)."""
+        """The source ``REGISTRY_URL=url`` names, configured from ``settings``."""
         return cls(
             url,
             token=settings.registry_token,

@@ -1,4 +1,4 @@
-"""Subject names of an HTTP schema registry: one subject per (schema, track) (SPEC §7).
+"""Subject names of an HTTP schema registry: one subject per (schema, track).
 
 A Confluent-compatible registry stores schemas under *subjects*. policy-engine maps each
 (schema, track) to one subject with a template, ``{schema}-{track}`` by default

@@ -1,4 +1,4 @@
-"""Compiled validators and violations as data (SPEC §4).
+"""Compiled validators and violations as data (docs/validation.md).
 
 Two backends, one answer (``tests/conformance`` runs the official JSON Schema Test Suite through
 both; ``docs/validation.md`` lists every remaining difference and why):
