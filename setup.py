@@ -36,6 +36,10 @@ COMPILED = (
     "core/resolve.py",
     "core/route.py",
     "decision.py",
+    "loop/core.py",
+    "loop/records.py",
+    "loop/transports/redis_streams.py",
+    "loop/transports/wire.py",
     "engine.py",
 )
 #: Written next to the extensions: the hash of each source they were built from.

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from policy_engine.loop.core import (
+        OUTAGE_RETRY,
         AsyncConsumeLoop,
         BatchResult,
         ConsumeLoop,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         AsyncSink,
         AsyncSource,
         DeadLetterStore,
+        EnduringSource,
         LoopHealth,
         PositionedSource,
         SampledStream,
@@ -117,6 +119,7 @@ _WHERE: dict[str, str] = {
     "DeadLetter": "policy_engine.loop.records",
     "DeadLetterStore": "policy_engine.loop.protocols",
     "EVALUATION_ERROR": "policy_engine.loop.records",
+    "EnduringSource": "policy_engine.loop.protocols",
     "EnforcedHandler": "policy_engine.loop.middleware",
     "HANDLER_ERROR": "policy_engine.loop.records",
     "IoRetry": "policy_engine.loop.core",
@@ -129,6 +132,7 @@ _WHERE: dict[str, str] = {
     "MemorySource": "policy_engine.loop.transports.memory",
     "MemoryTransport": "policy_engine.loop.transports.memory",
     "Message": "policy_engine.loop.records",
+    "OUTAGE_RETRY": "policy_engine.loop.core",
     "Outcome": "policy_engine.loop.middleware",
     "Passed": "policy_engine.loop.records",
     "Position": "policy_engine.loop.records",
@@ -175,6 +179,7 @@ __all__ = [
     "BAD_ENVELOPE",
     "EVALUATION_ERROR",
     "HANDLER_ERROR",
+    "OUTAGE_RETRY",
     "REJECTED",
     "TRANSPORTS",
     "AsyncConsumeLoop",
@@ -188,6 +193,7 @@ __all__ = [
     "ConsumeLoop",
     "DeadLetter",
     "DeadLetterStore",
+    "EnduringSource",
     "EnforcedHandler",
     "IoRetry",
     "JsonlSink",

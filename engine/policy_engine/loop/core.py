@@ -14,6 +14,13 @@ backoff; when the retries are spent the loop raises ``SinkError`` *without* ackn
 broker delivers the batch again (to this consumer after a restart, or to another one through
 ``XAUTOCLAIM``). A crash at any point therefore loses nothing and may duplicate.
 
+Outages: a source that says it ``waits_out_outages`` (a Redis stream without ``--drain``: a
+consumer that runs until stopped) is read (and acknowledged) again after a failure without a
+limit, the waits doubling up to ``OUTAGE_RETRY.max_backoff`` (30 s), the health saying the source
+is down (so ``/readyz`` is 503 with the reason); the log says so once per outage and once when
+the source answers again. Any other source (a file; a stream with ``--drain``, which is meant to
+end) gives up after ``retry``'s attempts, as a sink does.
+
 Shutdown: ``stop()`` (SIGTERM/SIGINT in the CLI) lets the batch in hand finish, be written and be
 acknowledged; then ``run()`` returns. The wait is bounded: once stopping, a write or an
 acknowledgement that keeps failing is retried for at most ``stop_timeout`` seconds (default 10)
@@ -42,12 +49,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from policy_engine.decision import Decision
-from policy_engine.envelope import Envelope, EnvelopeError, parse_envelope
+from policy_engine.envelope import Envelope, EnvelopeError
 from policy_engine.errors import ConfigError, LoopError, SinkError, SourceError
 from policy_engine.loop.protocols import (
     AsyncSampledStream,
     AsyncSink,
     AsyncSource,
+    EnduringSource,
     LoopHealth,
     PositionedSource,
     SampledStream,
@@ -65,6 +73,7 @@ from policy_engine.loop.records import (
     Passed,
     Record,
     error_context,
+    read_envelope,
     rejection_context,
 )
 from policy_engine.modes import Action
@@ -117,7 +126,7 @@ def decide_batch(
             dead.append(_bad_envelope(message, EnvelopeError(why), now))
             continue
         try:
-            envelope = parse_envelope(data)
+            envelope = read_envelope(data)
         except EnvelopeError as exc:
             dead.append(_bad_envelope(message, exc, now))
             continue
@@ -198,19 +207,28 @@ class IoRetry:
 
     The wait doubles from ``backoff`` up to ``max_backoff``. Giving up raises (``SinkError`` or
     ``SourceError``) with the batch unacknowledged: a restart, or another consumer, takes over.
+    ``attempts=None`` never gives up (``OUTAGE_RETRY``: the reads and acknowledgements of a
+    source that waits out outages).
     """
 
-    attempts: int = 5
+    attempts: int | None = 5
     backoff: float = 0.2
     max_backoff: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigError("IoRetry.attempts must be 1 or more")
+        if self.attempts is not None and self.attempts < 1:
+            raise ConfigError("IoRetry.attempts must be 1 or more (or None: no limit)")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+        # The exponent is capped: an outage of hours counts thousands of attempts.
+        return float(min(self.backoff * 2 ** min(attempt - 1, 64), self.max_backoff))
+
+
+#: How the reads and acknowledgements of a source that ``waits_out_outages`` are retried: until
+#: it answers, the waits doubling from 0.2 s to 30 s (a source back after a long outage is read
+#: again within 30 s).
+OUTAGE_RETRY = IoRetry(attempts=None, backoff=0.2, max_backoff=30.0)
 
 
 @dataclass
@@ -471,6 +489,8 @@ class _LoopBase:
         max_messages: int | None,
         mask_values: bool,
         retry: IoRetry,
+        read_retry: IoRetry | None,
+        source: object,
         stop_timeout: float,
         metrics: EngineMetrics | None,
         clock: Callable[[], float],
@@ -490,6 +510,13 @@ class _LoopBase:
         self.max_messages = max_messages
         self.mask_values = mask_values
         self.retry = retry
+        if read_retry is None:
+            enduring = isinstance(source, EnduringSource) and source.waits_out_outages
+            read_retry = OUTAGE_RETRY if enduring else retry
+        #: How failing reads are retried: ``retry``, or ``OUTAGE_RETRY`` for a source that
+        #: waits out outages (see the module docstring).
+        self.read_retry = read_retry
+        self._outage_since: float | None = None  # monotonic start of the outage in progress
         self.stop_timeout = stop_timeout
         self.metrics = metrics if metrics is not None else getattr(engine, "metrics", None)
         self.clock = clock
@@ -541,36 +568,82 @@ class _LoopBase:
             except Exception:  # counting must never lose a batch
                 log.exception("counting dead letters failed; ignored")
 
-    def _retry_delay(self, what: str, attempt: int, exc: LoopError) -> float:
-        """Seconds to wait before trying ``what`` again after failed attempt ``attempt``.
+    def _retry_delay(
+        self, what: str, attempt: int, exc: LoopError, retry: IoRetry | None = None
+    ) -> float:
+        """Seconds to wait before trying ``what`` again after failed attempt ``attempt``
+        (``retry``: the loop's own unless given), with a warning.
 
         Raises instead when the loop gives up: the retries are spent, or ``stop()`` was called
         more than ``stop_timeout`` seconds ago. The error raised says which, and why; it is not
         logged here, as whoever catches it reports it (the CLI: one line on stderr).
         """
-        if attempt >= self.retry.attempts:
+        retry = retry or self.retry
+        if retry.attempts is not None and attempt >= retry.attempts:
             times = "attempt" if attempt == 1 else "attempts"
             raise _giving_up(exc, f"{what} failed after {attempt} {times}") from exc
-        delay = self.retry.delay(attempt)
-        if self._stopped_at is not None:
-            left = self._stopped_at + self.stop_timeout - time.monotonic()
-            if left <= 0:
-                self.stats.ended_by = "stop_timeout"
-                raise _giving_up(
-                    exc,
-                    f"stopped, and {what} still failed when the stop timeout "
-                    f"({self.stop_timeout:g} s) ran out",
-                ) from exc
-            delay = min(delay, left)
+        delay = self._within_stop_timeout(what, exc, retry.delay(attempt))
         log.warning(
-            "%s failed (attempt %d of %d); retrying in %.2g s: %s",
+            "%s failed (attempt %d of %s); retrying in %.2g s: %s",
             what,
             attempt,
-            self.retry.attempts,
+            "unlimited" if retry.attempts is None else retry.attempts,
             delay,
             exc,
         )
         return delay
+
+    def _within_stop_timeout(self, what: str, exc: LoopError, delay: float) -> float:
+        """``delay``, cut to what is left of the stop timeout once ``stop()`` was called;
+        raises (the loop gives up, ``ended_by`` ``stop_timeout``) when nothing is left."""
+        if self._stopped_at is None:
+            return delay
+        left = self._stopped_at + self.stop_timeout - time.monotonic()
+        if left <= 0:
+            self.stats.ended_by = "stop_timeout"
+            raise _giving_up(
+                exc,
+                f"stopped, and {what} still failed when the stop timeout "
+                f"({self.stop_timeout:g} s) ran out",
+            ) from exc
+        return min(delay, left)
+
+    def _source_delay(self, what: str, attempt: int, exc: SourceError) -> float:
+        """Seconds to wait before ``what`` (reading, acknowledging) is tried on the source
+        again after failed attempt ``attempt``.
+
+        A source that does not wait out outages is retried as any other I/O
+        (``_retry_delay``: ``read_retry`` for reads, ``retry`` for acknowledgements; a warning
+        each time, then giving up). One that does (``read_retry`` without a limit) is down until
+        it answers: said once, at the first failure (``_source_answered`` says when it is back),
+        never given up, the waits ending early at ``stop()``; once stopped, a read is not tried
+        again and an acknowledgement only until the stop timeout runs out.
+        """
+        retry = self.read_retry
+        if retry.attempts is not None:
+            return self._retry_delay(what, attempt, exc, retry if what == "reading" else None)
+        delay = self._within_stop_timeout(what, exc, retry.delay(attempt))
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning(
+                "the source does not answer; trying it again until it does, at most %g s "
+                "apart (said once per outage): %s",
+                retry.max_backoff,
+                exc,
+            )
+        return delay
+
+    def _source_answered(self, source: object) -> None:
+        """A read or an acknowledgement worked: the health hears the source is up; the log
+        too, if it was down."""
+        if self._outage_since is not None:
+            log.warning(
+                "the source %s answers again after %.1f s down",
+                _described(source),
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        self.reports.source_ok(source)
 
     def _waited_long_enough(self, until: float, stopping: bool) -> bool:
         """Whether a wait between retries that runs ``until`` (monotonic) is over; it ends
@@ -600,6 +673,11 @@ class ConsumeLoop(_LoopBase):
     ``sleep`` replaces the wait between retries (a test's recorder); by default the wait ends
     early when ``stop()`` is called, so a stop never waits out a long backoff.
 
+    ``retry`` says how often a failing write or acknowledgement is tried, and a failing read
+    too unless ``read_retry`` says otherwise; by default ``read_retry`` is ``OUTAGE_RETRY`` (no
+    limit, and the source's acknowledgements wait out its outages too) for a source that
+    ``waits_out_outages``, else ``retry``.
+
     ``health`` hears whether the loop runs, whether the source answers and where it is (the
     CLI's ``Health`` behind ``/readyz`` and ``/status``); ``guardrail_store`` (default: the
     engine's) is asked to merge once per batch; endpoints that are ``SampledStream``s are sampled
@@ -619,6 +697,7 @@ class ConsumeLoop(_LoopBase):
         max_messages: int | None = None,
         mask_values: bool = False,
         retry: IoRetry | None = None,
+        read_retry: IoRetry | None = None,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         evaluate: Evaluate | None = None,
         metrics: EngineMetrics | None = None,
@@ -635,6 +714,8 @@ class ConsumeLoop(_LoopBase):
             max_messages=max_messages,
             mask_values=mask_values,
             retry=retry or IoRetry(),
+            read_retry=read_retry,
+            source=source,
             stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
@@ -730,8 +811,8 @@ class ConsumeLoop(_LoopBase):
                 break
             except SourceError as exc:
                 self.reports.source_failed(exc)
-                self._pause(self._retry_delay("acknowledging", attempt, exc))
-        self.reports.source_ok(self.source)
+                self._pause(self._source_delay("acknowledging", attempt, exc))
+        self._source_answered(self.source)
         stats.count_acked(result.messages)
 
     def _write(self, sink: Sink, records: Sequence[Record], what: str) -> None:
@@ -755,9 +836,11 @@ class ConsumeLoop(_LoopBase):
                 if self.stopping:  # nothing is in hand: stop now rather than retry
                     log.warning("reading failed while stopping; not retried: %s", exc)
                     return []
-                self._pause(self._retry_delay("reading", attempt, exc))
+                self._pause(self._source_delay("reading", attempt, exc))
+                if self.stopping:  # stopped during the wait: no read more
+                    return []
             else:
-                self.reports.source_ok(self.source)
+                self._source_answered(self.source)
                 return messages
 
     def _pause(self, seconds: float) -> None:
@@ -789,6 +872,7 @@ class AsyncConsumeLoop(_LoopBase):
         max_messages: int | None = None,
         mask_values: bool = False,
         retry: IoRetry | None = None,
+        read_retry: IoRetry | None = None,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         evaluate: AsyncEvaluate | None = None,
         metrics: EngineMetrics | None = None,
@@ -804,6 +888,8 @@ class AsyncConsumeLoop(_LoopBase):
             max_messages=max_messages,
             mask_values=mask_values,
             retry=retry or IoRetry(),
+            read_retry=read_retry,
+            source=source,
             stop_timeout=stop_timeout,
             metrics=metrics,
             clock=clock,
@@ -894,8 +980,8 @@ class AsyncConsumeLoop(_LoopBase):
                 break
             except SourceError as exc:
                 self.reports.source_failed(exc)
-                await self._pause(self._retry_delay("acknowledging", attempt, exc))
-        self.reports.source_ok(self.source)
+                await self._pause(self._source_delay("acknowledging", attempt, exc))
+        self._source_answered(self.source)
         stats.count_acked(result.messages)
 
     async def _write(self, sink: AsyncSink, records: Sequence[Record], what: str) -> None:
@@ -919,9 +1005,11 @@ class AsyncConsumeLoop(_LoopBase):
                 if self.stopping:  # nothing is in hand: stop now rather than retry
                     log.warning("reading failed while stopping; not retried: %s", exc)
                     return []
-                await self._pause(self._retry_delay("reading", attempt, exc))
+                await self._pause(self._source_delay("reading", attempt, exc))
+                if self.stopping:  # stopped during the wait: no read more
+                    return []
             else:
-                self.reports.source_ok(self.source)
+                self._source_answered(self.source)
                 return messages
 
     async def _pause(self, seconds: float) -> None:

@@ -15,7 +15,9 @@ queues, for tests and embedding; registered by whoever uses it).
 What the loop reports besides records, each an optional protocol a source or sink may also
 implement: ``PositionedSource.position()`` (where it is, for ``/status``: a file's offset, a
 stream's last id) and ``SampledStream.sample_stream()`` (a broker stream's length and its consumer
-group's lag, as a ``StreamSample``; the loop asks at most once a second). The loop reports to a
+group's lag, as a ``StreamSample``; the loop asks at most once a second). A source that is an
+``EnduringSource`` with ``waits_out_outages`` true has its failing reads retried until it answers
+again (an outage), not given up after the loop's retries. The loop reports to a
 ``LoopHealth`` (``policy_engine.metrics.Health``) and asks a ``SharedGuardrails`` store (the
 engine's ``guardrail_store``) for a merge once per batch.
 """
@@ -137,6 +139,20 @@ class StreamSample:
             "pending": self.pending,
             "last_delivered_id": self.last_delivered_id,
         }
+
+
+@runtime_checkable
+class EnduringSource(Protocol):
+    """A source that may say its failing reads are an outage to wait out rather than an end: a
+    broker consumer that runs until stopped (a Redis stream without ``--drain``). The loop then
+    reads it again without a limit (``loop.core.OUTAGE_RETRY``) while its health says the
+    source is down; a source without this attribute, or with it false, gives up as a sink does.
+    """
+
+    @property
+    def waits_out_outages(self) -> bool:
+        """Whether a failing read is retried until the source answers again."""
+        ...
 
 
 @runtime_checkable

@@ -32,6 +32,20 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from policy_engine.decision import Decision, Violation
+from policy_engine.envelope import Envelope, parse_envelope
+
+
+def _orjson_loads() -> Callable[[bytes], Any] | None:
+    """orjson's parser, or ``None`` where orjson is not installed (it is a dependency, but a
+    platform without its wheel still works, at the standard parser's pace)."""
+    try:
+        from orjson import loads
+    except ImportError:
+        return None
+    return loads
+
+
+_fast_loads = _orjson_loads()
 
 #: Why a message went to the DLQ (the ``reason`` field and the label of ``dlq_messages_total``).
 REJECTED = "rejected"
@@ -133,6 +147,55 @@ def exception_name(exc: BaseException | type[BaseException]) -> str:
     if module == "builtins" or module.startswith("policy_engine."):
         return cls.__qualname__
     return f"{module}.{cls.__qualname__}"
+
+
+# ---------------------------------------------------------------------------- envelopes
+
+#: Every digit made ``0``: a message's digits ``translate``-d so that two substring searches
+#: find the integers orjson would read as floats (past 64 bits), where ``json`` keeps them exact:
+#: 20 digits or more, or a minus and 19 (a regular expression costs five times as much).
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_UNSIGNED_TOO_LONG = b"0" * 20
+_SIGNED_TOO_LONG = b"-" + b"0" * 19
+
+
+def _may_hold_a_long_integer(data: bytes) -> bool:
+    """Whether ``data`` has a digit run orjson might read inexactly (strings are not told
+    apart from numbers: a long digit string merely takes the standard parser)."""
+    digits = data.translate(_ZERO_DIGITS)
+    return _UNSIGNED_TOO_LONG in digits or _SIGNED_TOO_LONG in digits
+
+
+def read_envelope(data: bytes) -> Envelope:
+    """The envelope in a message's bytes: what ``envelope.parse_envelope`` returns, and
+    ``EnvelopeError`` exactly where it raises, at a third of the cost.
+
+    A usable envelope is parsed with orjson (about 2.5 us for the example feed's messages
+    against 7 for ``json.loads``; the loop parses every message). Anything else (not JSON to
+    orjson, not an envelope, a long integer orjson would read as a float, a ``NaN``, a BOM, a
+    lone surrogate, nesting past orjson's limit) goes to ``parse_envelope``, the one authority
+    on what a bad envelope is and on the words that say why. Where orjson answers, it answers
+    as ``json`` does: same values and types, the last of duplicate keys.
+    """
+    if _fast_loads is not None and not _may_hold_a_long_integer(data):
+        try:
+            value = _fast_loads(data)
+        except ValueError:  # orjson.JSONDecodeError: the standard parser says why
+            value = None
+        if type(value) is dict:
+            schema = value.get("schema")
+            track = value.get("track")
+            key = value.get("key")
+            if (
+                type(schema) is str
+                and schema
+                and "payload" in value
+                and (track is None or (type(track) is str and track))
+                and type(key) is not dict
+                and type(key) is not list
+            ):
+                return Envelope(schema, value["payload"], track, key)
+    return parse_envelope(data)
 
 
 # ---------------------------------------------------------------------------- masking

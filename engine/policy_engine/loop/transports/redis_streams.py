@@ -37,6 +37,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, assert_never, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -313,6 +314,12 @@ class _SourceBase:
         """True in drain mode once the stream has nothing new and nothing left to claim."""
         return self.schedule.exhausted
 
+    @property
+    def waits_out_outages(self) -> bool:
+        """True unless draining: a consumer that runs until stopped waits for its Redis to come
+        back (``loop.protocols.EnduringSource``); one that drains is meant to end."""
+        return not self.schedule.drain
+
     def position(self) -> dict[str, Any]:
         """Where this consumer is, for ``/status``: the stream, group, consumer, and the id of
         the last entry it read (the group's lag comes with ``sample_stream``)."""
@@ -371,24 +378,36 @@ class RedisStreamSource(_SourceBase):
         self._group_ready = True
 
     def read(self, max_messages: int, timeout: float) -> list[Message]:
-        """Own pending entries first, then claimed ones, then new ones (one blocking read)."""
+        """Own pending entries first, then claimed ones, then new ones (one blocking read).
+
+        A stream or group that is gone (deleted, or a Redis restarted without persistence) is
+        created again and read at once, within this call."""
         try:
-            self._ensure_group()
-            for _ in range(4):
-                step = self.schedule.next()
-                if step == "pending":
-                    messages = self._read_pending(max_messages)
-                elif step == "claim":
-                    messages = self._claim(max_messages)
-                else:
-                    return self._read_some(self._read_new(max_messages, timeout))
-                if messages or self.schedule.exhausted:  # drained: no blocking read more
-                    return self._read_some(messages)
-            return []
+            try:
+                return self._read_steps(max_messages, timeout)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False
+                return self._read_steps(max_messages, timeout)
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                self._group_ready = False  # the stream or group was deleted: create it again
+                self._group_ready = False  # gone again: create it at the next read
             raise self._error("reading", exc) from exc
+
+    def _read_steps(self, max_messages: int, timeout: float) -> list[Message]:
+        self._ensure_group()
+        for _ in range(4):
+            step = self.schedule.next()
+            if step == "pending":
+                messages = self._read_pending(max_messages)
+            elif step == "claim":
+                messages = self._claim(max_messages)
+            else:
+                return self._read_some(self._read_new(max_messages, timeout))
+            if messages or self.schedule.exhausted:  # drained: no blocking read more
+                return self._read_some(messages)
+        return []
 
     def _read_pending(self, count: int) -> list[Message]:
         cursor = self.schedule.pending_cursor or "0"
@@ -485,24 +504,34 @@ class AsyncRedisStreamSource(_SourceBase):
         self._group_ready = True
 
     async def read(self, max_messages: int, timeout: float) -> list[Message]:
-        """Own pending entries first, then claimed ones, then new ones (one blocking read)."""
+        """Own pending entries first, then claimed ones, then new ones (one blocking read); a
+        stream or group that is gone is created again and read at once."""
         try:
-            await self._ensure_group()
-            for _ in range(4):
-                step = self.schedule.next()
-                if step == "pending":
-                    messages = await self._read_pending(max_messages)
-                elif step == "claim":
-                    messages = await self._claim(max_messages)
-                else:
-                    return self._read_some(await self._read_new(max_messages, timeout))
-                if messages or self.schedule.exhausted:  # drained: no blocking read more
-                    return self._read_some(messages)
-            return []
+            try:
+                return await self._read_steps(max_messages, timeout)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False
+                return await self._read_steps(max_messages, timeout)
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 self._group_ready = False
             raise self._error("reading", exc) from exc
+
+    async def _read_steps(self, max_messages: int, timeout: float) -> list[Message]:
+        await self._ensure_group()
+        for _ in range(4):
+            step = self.schedule.next()
+            if step == "pending":
+                messages = await self._read_pending(max_messages)
+            elif step == "claim":
+                messages = await self._claim(max_messages)
+            else:
+                return self._read_some(await self._read_new(max_messages, timeout))
+            if messages or self.schedule.exhausted:  # drained: no blocking read more
+                return self._read_some(messages)
+        return []
 
     async def _read_pending(self, count: int) -> list[Message]:
         cursor = self.schedule.pending_cursor or "0"
@@ -586,6 +615,15 @@ class _SinkBase:
         self.stream = endpoint.stream
         self.maxlen = endpoint.maxlen
         self.description = endpoint.description
+        #: ``XADD`` up to the entry's fields: ``XADD stream [MAXLEN ~ n] *``, what redis-py's
+        #: ``xadd(stream, fields, maxlen=n, approximate=True)`` sends before them. Written out
+        #: once: ``xadd`` checks and rebuilds it for every entry.
+        self.xadd_head: tuple[str, ...] = (
+            "XADD",
+            self.stream,
+            *(() if self.maxlen is None else ("MAXLEN", "~", str(self.maxlen))),
+            "*",
+        )
 
     def _error(self, exc: Exception) -> SinkError:
         return SinkError(f"{self.description}: XADD failed: {exc}", endpoint=self.description)
@@ -604,13 +642,10 @@ class RedisStreamSink(_SinkBase):
             return
         try:
             pipe = self.client.pipeline(transaction=False)
+            add: Callable[..., Any] = pipe.execute_command  # redis-py leaves it untyped
+            head = self.xadd_head
             for record in records:
-                pipe.xadd(
-                    self.stream,
-                    encode_fields(record),  # type: ignore[arg-type]
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                add(*head, *entry_arguments(record))
             pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from exc
@@ -642,13 +677,10 @@ class AsyncRedisStreamSink(_SinkBase):
             return
         try:
             pipe = self.client.pipeline(transaction=False)
+            add: Callable[..., Any] = pipe.execute_command  # redis-py leaves it untyped
+            head = self.xadd_head
             for record in records:
-                pipe.xadd(
-                    self.stream,
-                    encode_fields(record),  # type: ignore[arg-type]
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                add(*head, *entry_arguments(record))
             await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from exc
@@ -694,6 +726,23 @@ def encode_fields(record: Record) -> dict[bytes, bytes]:
             return _entry_fields(message)
         case _:
             assert_never(record)
+
+
+def entry_arguments(record: Record) -> list[bytes]:
+    """``encode_fields(record)`` as ``XADD`` takes it after the id: field, value, field, value.
+
+    A message passed on from a Redis entry (the loop's usual record) skips the copy of its
+    fields ``encode_fields`` makes; one whose entry already has a ``decision`` field goes
+    through ``encode_fields``, which replaces that field's value in place.
+    """
+    if type(record) is Passed:
+        fields = record.message.fields
+        if fields is not None and DECISION_FIELD not in fields:
+            arguments = list(chain.from_iterable(fields.items()))
+            arguments.append(DECISION_FIELD)
+            arguments.append(decision_json(record.decision))
+            return arguments
+    return list(chain.from_iterable(encode_fields(record).items()))
 
 
 def parse_dead_letter_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StoredDeadLetter:

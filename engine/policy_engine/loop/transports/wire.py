@@ -22,8 +22,10 @@ def compact_json(value: Any) -> bytes:
 
 
 def decision_json(decision: Decision) -> bytes:
-    """The Decision's JSON form (SPEC §6), compact."""
-    return compact_json(decision.to_dict())
+    """The Decision's JSON form (SPEC §6), compact: ``Decision.to_json``, which writes the bytes
+    ``compact_json(decision.to_dict())`` would, encoded once per outcome rather than per
+    message."""
+    return decision.to_json()
 
 
 def envelope_with_decision(data: bytes, decision: Decision) -> bytes:

@@ -1,0 +1,500 @@
+"""Replicas of ``policy-engine consume`` on one Redis stream: messages per second, the DLQ with and
+without the shared guardrail store, the store's cost, and the floor a bare redis-py loop sets.
+
+Run (from the repository root; ``redis-server`` on PATH)::
+
+    python benchmarks/bench_scale.py [--messages 50000] [--rounds 3] [--batch 500]
+
+What is measured, on a ``redis-server`` of the script's own (a free port on loopback, no
+persistence, killed at the end; other traffic on a shared Redis cannot touch the figures):
+
+- **consume, 1, 2 and 3 replicas**: ``policy-engine consume --drain`` processes, one consumer
+  group, on one stream of ``--messages`` envelopes (``examples/feed.jsonl`` cycled, its bad lines
+  included), passed on to an output stream, dead letters to a DLQ stream; each with and without
+  ``GUARDRAIL_STORE`` (on the same server). The replicas are started before the round and wait
+  in ``XREADGROUP`` on a group that has nothing for them; the timed part starts when the group is
+  moved back to the stream's start (``XGROUP SETID 0``) and the last message is added, which
+  wakes them all at once, and ends when the group has delivered and acknowledged every message
+  (``XINFO GROUPS``, polled every 10 ms). Start-up (imports, loading policies) is not timed; the
+  replicas are then let go (``CLIENT UNBLOCK``) and end as ``--drain`` does.
+- **the floor**: the same I/O in a bare redis-py loop in this process (``XREADGROUP COUNT 500``,
+  parse the envelope, add a small decision, ``XADD`` each message and ``XACK`` the batch in one
+  pipeline), with hiredis and with redis-py's own parser (``parser_class``).
+- **the DLQ**: the policy, written by the script, makes ``marketdata.TradeEvent`` strict with a
+  guardrail that trips on this feed (about 3 % of its payloads are invalid; over 1 % among at
+  least ``MIN_SAMPLES`` strict payloads trips it); every other schema is warn. Each replica
+  without the store trips on its own window; with it, the fleet trips once.
+
+All configurations take turns within each round (``common.measure``: a warm-up round each, then
+interleaved rounds with a rotating start), so load from elsewhere on a shared machine hits them
+alike; the median round is shown, with the range of the rounds. Figures only: no target decides
+the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+from redis._parsers import _HiredisParser, _RESP3Parser
+from redis.utils import HIREDIS_AVAILABLE
+
+from common import ROOT, Case, header, load, measure, paired_ratios
+
+GROUP = "bench"
+REPLICAS = (1, 2, 3)
+#: Strict payloads a guardrail counts before it may trip (per process, or per fleet with the
+#: store); TradeEvent is about 60 % of the feed, so it trips after about 3 500 messages.
+MIN_SAMPLES = 2000
+POLICY = f"""\
+version: 1
+schemas:
+  "*":
+    mode: warn
+  marketdata.TradeEvent:
+    mode: strict
+    canary: 100
+    guardrail: {{max_reject_rate: 0.01, min_samples: {MIN_SAMPLES}, window: 10m, cooldown: 1h}}
+"""
+#: How often the end of a round is looked for (the timing's resolution: 1 % of a 1 s round).
+POLL = 0.01
+#: Polls before a round is declared stuck (10 minutes).
+MAX_POLLS = 60_000
+#: A replica's blocking read; it never runs out during a round (replicas are let go at its end).
+BLOCK_MS = 600_000
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream, the server
+# ---------------------------------------------------------------------------------------------
+
+
+def feed_lines(count: int) -> list[bytes]:
+    """``count`` lines of ``examples/feed.jsonl`` (every line, bad ones too), cycled."""
+    lines = [line for line in (ROOT / "examples" / "feed.jsonl").read_bytes().splitlines() if line]
+    return [lines[i % len(lines)] for i in range(count)]
+
+
+def fill(client: redis.Redis, stream: str, lines: Sequence[bytes]) -> None:
+    """``XADD`` every line as an entry's ``data`` field, 1 000 per pipelined round trip."""
+    for i in range(0, len(lines), 1000):
+        pipe = client.pipeline(transaction=False)
+        for line in lines[i : i + 1000]:
+            pipe.xadd(stream, {b"data": line})
+        pipe.execute()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OwnRedis:
+    """A ``redis-server`` of the benchmark's own: a free port, loopback, no persistence."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.client = redis.Redis(port=self.port)
+        for _ in range(500):
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        self.stop()
+        raise SystemExit(f"redis-server on port {self.port} did not start")
+
+    def cpu_seconds(self) -> float:
+        """The server's CPU time so far (user + system)."""
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor: a bare redis-py loop doing the same I/O
+# ---------------------------------------------------------------------------------------------
+
+
+def bare_loop(client: redis.Redis, source: str, output: str, dlq: str, batch: int) -> int:
+    """Consume ``source`` as one consumer of ``GROUP`` until it has nothing new: for each
+    entry parse the envelope, add a small decision (bad JSON: to ``dlq``), ``XADD`` it, and
+    ``XACK`` the batch, the writes and the acknowledgement in one pipeline. Messages moved."""
+    moved = 0
+    while True:
+        reply = client.xreadgroup(GROUP, "floor", {source: ">"}, count=batch)
+        if not reply:
+            return moved
+        entries = reply[0][1]
+        pipe = client.pipeline(transaction=False)
+        ids = []
+        for entry_id, fields in entries:
+            entry = dict(fields)
+            try:
+                envelope = json.loads(fields[b"data"])
+                small = {"schema": envelope["schema"], "action": "accepted"}
+                entry[b"decision"] = json.dumps(small, separators=(",", ":")).encode()
+                pipe.xadd(output, entry)
+            except (ValueError, KeyError, TypeError):
+                entry[b"dlq"] = b'{"reason":"bad_envelope"}'
+                pipe.xadd(dlq, entry)
+            ids.append(entry_id)
+        pipe.xack(source, GROUP, *ids)
+        pipe.execute()
+        moved += len(entries)
+
+
+class FloorRounds:
+    """Rounds of the bare loop: a fresh stream filled before each (untimed), the loop run."""
+
+    def __init__(self, server: OwnRedis, lines: list[bytes], batch: int, hiredis: bool) -> None:
+        self.server, self.lines, self.batch = server, lines, batch
+        parser = _HiredisParser if hiredis else _RESP3Parser
+        self.client = redis.Redis(
+            connection_pool=redis.ConnectionPool(port=server.port, parser_class=parser)
+        )
+        self.keys = ("floor:src", "floor:out", "floor:dlq")
+        self.moved = 0
+
+    def setup(self) -> None:
+        """A fresh source stream and its group at the start."""
+        self.server.client.delete(*self.keys)
+        fill(self.server.client, self.keys[0], self.lines)
+        self.server.client.xgroup_create(self.keys[0], GROUP, id="0")
+
+    def run(self, items: Sequence[Any]) -> None:
+        """The timed part: the loop over the whole stream."""
+        self.moved = bare_loop(self.client, *self.keys, self.batch)
+
+    def teardown(self) -> None:
+        """Check that every message moved; delete the streams."""
+        self.server.client.delete(*self.keys)
+        if self.moved != len(self.lines):
+            raise SystemExit(f"the floor moved {self.moved} of {len(self.lines)} messages")
+
+    def case(self, name: str) -> Case:
+        """The rounds as a ``common.Case``: nanoseconds per message."""
+        return Case(
+            name,
+            self.run,
+            self.lines,
+            fixed_calls=len(self.lines),
+            setup=self.setup,
+            teardown=self.teardown,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# consume replicas
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    """One ``policy-engine consume --drain --json`` process; its log goes to a file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    def finish(self) -> dict[str, Any]:
+        """Its ``--json`` summary once it exited (``SystemExit`` with its log if it failed)."""
+        out, _ = self.process.communicate(timeout=300)
+        self.log_file.close()
+        if self.process.returncode != 0:
+            log = self.log_path.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"a replica exited {self.process.returncode}:\n{log}")
+        summary: dict[str, Any] = json.loads(out)
+        return summary
+
+    def kill(self) -> None:
+        """Kill it if it still runs (clean-up after a failure)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=60)
+        self.log_file.close()
+
+
+@dataclass
+class Outcome:
+    """What one round of replicas did: the DLQ's length and each replica's summary."""
+
+    dlq: int
+    rejected: int
+    read: list[int]
+
+
+class FleetRounds:
+    """Rounds of ``replicas`` consume processes (see the module docstring for the protocol)."""
+
+    def __init__(
+        self,
+        server: OwnRedis,
+        lines: list[bytes],
+        batch: int,
+        replicas: int,
+        store: bool,
+        policies: Path,
+        logs: Path,
+    ) -> None:
+        self.server, self.lines, self.batch = server, lines, batch
+        self.replicas, self.store, self.policies, self.logs = replicas, store, policies, logs
+        tag = f"r{replicas}{'s' if store else ''}"
+        self.source, self.output, self.dlq = f"{tag}:src", f"{tag}:out", f"{tag}:dlq"
+        self.prefix = f"{tag}:guardrail:"
+        self.running: list[Replica] = []
+        self.last_id = b""
+        self.outcomes: list[Outcome] = []
+
+    def _command(self, number: int) -> list[str]:
+        url = self.server.url
+        return [
+            sys.executable, "-m", "policy_engine", "consume",
+            f"{url}?stream={self.source}&group={GROUP}&block_ms={BLOCK_MS}",
+            "--consumer", f"c{number}",
+            "--output", f"{url}?stream={self.output}",
+            "--dlq", f"{url}?stream={self.dlq}",
+            "--drain", "--batch-size", str(self.batch),
+            "--policies", str(self.policies), "--registry", str(ROOT / "schemas"),
+            "--log-level", "error", "--json",
+        ]  # fmt: skip
+
+    def setup(self) -> None:
+        """Fill the stream (all but its last message), put the group past its end, start the
+        replicas and wait until each one waits in ``XREADGROUP``."""
+        client = self.server.client
+        self._delete()
+        fill(client, self.source, self.lines[:-1])
+        client.xgroup_create(self.source, GROUP, id="$")
+        environ = {
+            k: v for k, v in os.environ.items() if k not in ("GUARDRAIL_STORE", "METRICS_PORT")
+        }
+        environ["POLICY_WATCH"] = "false"
+        if self.store:
+            environ["GUARDRAIL_STORE"] = f"{self.server.url}?prefix={self.prefix}"
+        for number in range(self.replicas):
+            log_path = self.logs / f"{self.source}-{number}.log"
+            log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Replica.finish/kill
+            process = subprocess.Popen(
+                self._command(number), stdout=subprocess.PIPE, stderr=log_file, env=environ
+            )
+            self.running.append(Replica(process, log_path, log_file))
+        self._wait(lambda: self._blocked() >= self.replicas, "the replicas to start")
+
+    def _blocked(self) -> int:
+        """Clients waiting in XREADGROUP (on this server, only the round's replicas)."""
+        clients = self.server.client.client_list()
+        return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and "b" in c["flags"])
+
+    def _wait(self, done: Any, what: str) -> None:
+        for _ in range(MAX_POLLS):
+            if done():
+                return
+            for replica in self.running:
+                if replica.process.poll() is not None:
+                    replica.finish()  # raises with its log
+                    raise SystemExit(f"a replica ended while waiting for {what}")
+            time.sleep(POLL)
+        raise SystemExit(f"gave up waiting for {what}")
+
+    def _consumed(self) -> bool:
+        info = self.server.client.xinfo_groups(self.source)[0]
+        return info["last-delivered-id"] == self.last_id and info["pending"] == 0
+
+    def run(self, items: Sequence[Any]) -> None:
+        """The timed part: wake the replicas and wait until every message is acknowledged."""
+        client = self.server.client
+        client.xgroup_setid(self.source, GROUP, "0")
+        self.last_id = client.xadd(self.source, {b"data": self.lines[-1]})
+        self._wait(self._consumed, "the stream to be consumed")
+
+    def teardown(self) -> None:
+        """Let the replicas go (they end as ``--drain`` does), keep what they did, clean up."""
+        client = self.server.client
+        try:
+            while any(replica.process.poll() is None for replica in self.running):
+                for info in client.client_list():
+                    if info.get("cmd") == "xreadgroup" and "b" in info["flags"]:
+                        client.client_unblock(int(info["id"]))
+                time.sleep(POLL)
+            summaries = [replica.finish() for replica in self.running]
+        finally:
+            for replica in self.running:
+                replica.kill()
+            self.running = []
+        read = [summary["read"] for summary in summaries]
+        if sum(read) != len(self.lines):
+            raise SystemExit(f"the replicas read {sum(read)} of {len(self.lines)} messages")
+        rejected = sum(s["dead_letter_reasons"].get("rejected", 0) for s in summaries)
+        self.outcomes.append(Outcome(client.xlen(self.dlq), rejected, read))
+        self._delete()
+
+    def _delete(self) -> None:
+        client = self.server.client
+        keys = [self.source, self.output, self.dlq, *client.scan_iter(f"{self.prefix}*")]
+        client.delete(*keys)
+
+    def case(self) -> Case:
+        """The rounds as a ``common.Case``: nanoseconds per message."""
+        name = f"{self.replicas} replica(s), store {'on' if self.store else 'off'}"
+        return Case(
+            name,
+            self.run,
+            self.lines,
+            fixed_calls=len(self.lines),
+            setup=self.setup,
+            teardown=self.teardown,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def rate(case: Case) -> str:
+    """A case's median messages per second and the range of its rounds."""
+    return f"{1e9 / case.median:>9,.0f}  ({1e9 / case.maximum:,.0f}-{1e9 / case.minimum:,.0f})"
+
+
+def share(ratios: Sequence[float]) -> str:
+    """The median of per-round ratios as a percentage, with their range."""
+    return f"{statistics.median(ratios):.0%} (rounds {min(ratios):.0%}-{max(ratios):.0%})"
+
+
+def installed(name: str) -> str:
+    """A distribution's version, or ``not installed``."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def main() -> int:
+    """Run the rounds and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the median is shown)")
+    parser.add_argument("--batch", type=int, default=500, help="consume --batch-size (500)")
+    parser.add_argument("--redis-server", default="redis-server", help="the server binary")
+    args = parser.parse_args()
+    binary = shutil.which(args.redis_server)
+    if binary is None:
+        raise SystemExit(f"{args.redis_server} not found")
+
+    lines = feed_lines(args.messages)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        policies = work / "policies"
+        policies.mkdir()
+        (policies / "bench.yaml").write_text(POLICY, encoding="utf-8")
+        server = OwnRedis(binary, work)
+        try:
+            redis_version = server.client.info("server")["redis_version"]
+            print(
+                header(
+                    f"consume scaling, {len(lines):,} messages (examples/feed.jsonl cycled), "
+                    f"batch {args.batch}, {args.rounds} rounds (median msg/s, rounds' range)"
+                )
+            )
+            print(
+                f"redis-py {redis.__version__} (hiredis {installed('hiredis')}, "
+                f"{'used' if HIREDIS_AVAILABLE else 'not used'} by consume), "
+                f"orjson {installed('orjson')}, Redis {redis_version} (own server, port "
+                f"{server.port})",
+                flush=True,
+            )
+            started_load = load()
+            floors = {
+                hiredis: FloorRounds(server, lines, args.batch, hiredis).case(
+                    f"floor, {'hiredis' if hiredis else 'redis-py parser'}"
+                )
+                for hiredis in (True, False)
+            }
+            fleets = {
+                (replicas, store): FleetRounds(
+                    server, lines, args.batch, replicas, store, policies, work
+                )
+                for store in (False, True)
+                for replicas in REPLICAS
+            }
+            cases = {key: fleet.case() for key, fleet in fleets.items()}
+            cpu = server.cpu_seconds()
+            measure([*floors.values(), *cases.values()], args.rounds)
+            server_cpu = server.cpu_seconds() - cpu
+        finally:
+            server.stop()
+
+    print(f"\nthe floor: bare redis-py loop, XREADGROUP {args.batch} + pipelined XADD/XACK")
+    for hiredis, case in floors.items():
+        label = "with hiredis" if hiredis else "redis-py's parser"
+        print(f"  {label:<34}{rate(case)} msg/s")
+    print(
+        f"\nconsume --drain, one group{'':<10}msg/s (rounds)          per replica   DLQ  rejected"
+    )
+    for (replicas, store), fleet in fleets.items():
+        case = cases[(replicas, store)]
+        dlq = statistics.median(o.dlq for o in fleet.outcomes)
+        rejected = statistics.median(o.rejected for o in fleet.outcomes)
+        label = f"{replicas} replica{'s' if replicas > 1 else ''}, store {'on' if store else 'off'}"
+        print(
+            f"  {label:<34}{rate(case)}  {1e9 / case.median / replicas:>11,.0f}"
+            f"  {dlq:>4,.0f}  {rejected:>8,.0f}"
+        )
+    one = cases[(1, False)]
+    print("\none replica against the floor (per-round ratios of throughput):")
+    for hiredis, floor in floors.items():
+        label = "with hiredis" if hiredis else "redis-py's parser"
+        # Time per message: floor / consume is consume's throughput over the floor's.
+        print(f"  floor {label:<28}{share(paired_ratios(floor, one))}")
+    print("the shared store's cost (throughput lost with GUARDRAIL_STORE, per-round pairs):")
+    for replicas in REPLICAS:
+        ratios = [
+            1 - 1 / r for r in paired_ratios(cases[(replicas, True)], cases[(replicas, False)])
+        ]
+        print(f"  {replicas} replica{'s' if replicas > 1 else ' '}{'':<24}{share(ratios)}")
+    single = statistics.median(o.dlq for o in fleets[(1, False)].outcomes)
+    print(f"DLQ against one replica ({single:,.0f}), and one batch per replica ({args.batch}):")
+    for replicas in REPLICAS[1:]:
+        for store in (False, True):
+            dlq = statistics.median(o.dlq for o in fleets[(replicas, store)].outcomes)
+            print(
+                f"  {replicas} replicas, store {'on ' if store else 'off'}{'':<18}"
+                f"{dlq - single:+,.0f}  (bound {replicas * args.batch:,})"
+            )
+    print(f"Redis server CPU over the run: {server_cpu:.1f} s")
+    print(f"machine: {started_load} at the start, {load()} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
