@@ -27,8 +27,11 @@ persistence, killed at the end; other traffic on a shared Redis cannot touch the
 
 All configurations take turns within each round (``common.measure``: a warm-up round each, then
 interleaved rounds with a rotating start), so load from elsewhere on a shared machine hits them
-alike; the median round is shown, with the range of the rounds. Figures only: no target decides
-the exit code.
+alike; the median round is shown, with the range of the rounds. Beside the wall-clock figures,
+the CPU time each message cost (the replicas' processes, or this process for the floor, and the
+Redis server), over the same timed part: on a machine busy with other work the throughput moves
+with that work, the CPU cost per message hardly does. Figures only: no target decides the exit
+code.
 """
 
 from __future__ import annotations
@@ -60,14 +63,23 @@ REPLICAS = (1, 2, 3)
 #: Strict payloads a guardrail counts before it may trip (per process, or per fleet with the
 #: store); TradeEvent is about 60 % of the feed, so it trips after about 3 500 messages.
 MIN_SAMPLES = 2000
+#: Keys as the example policies take them (a payload field), so no payload is hashed whole to
+#: find its bucket.
 POLICY = f"""\
 version: 1
+defaults:
+  key: producer_id
 schemas:
   "*":
     mode: warn
+  telemetry.FeedbackEvent:
+    mode: warn
+    tracks:
+      v2: {{key: source.id}}
   marketdata.TradeEvent:
     mode: strict
     canary: 100
+    key: symbol
     guardrail: {{max_reject_rate: 0.01, min_samples: {MIN_SAMPLES}, window: 10m, cooldown: 1h}}
 """
 #: How often the end of a round is looked for (the timing's resolution: 1 % of a 1 s round).
@@ -96,6 +108,21 @@ def fill(client: redis.Redis, stream: str, lines: Sequence[bytes]) -> None:
         for line in lines[i : i + 1000]:
             pipe.xadd(stream, {b"data": line})
         pipe.execute()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Spent:
+    """CPU seconds one timed round cost: the client side (this process or the replicas) and
+    the Redis server."""
+
+    client: float
+    server: float
 
 
 def free_port() -> int:
@@ -184,6 +211,8 @@ class FloorRounds:
         )
         self.keys = ("floor:src", "floor:out", "floor:dlq")
         self.moved = 0
+        #: CPU spent by each round (the warm-up round first).
+        self.spent: list[Spent] = []
 
     def setup(self) -> None:
         """A fresh source stream and its group at the start."""
@@ -193,7 +222,9 @@ class FloorRounds:
 
     def run(self, items: Sequence[Any]) -> None:
         """The timed part: the loop over the whole stream."""
+        client, server = time.process_time(), self.server.cpu_seconds()
         self.moved = bare_loop(self.client, *self.keys, self.batch)
+        self.spent.append(Spent(time.process_time() - client, self.server.cpu_seconds() - server))
 
     def teardown(self) -> None:
         """Check that every message moved; delete the streams."""
@@ -273,7 +304,9 @@ class FleetRounds:
         self.prefix = f"{tag}:guardrail:"
         self.running: list[Replica] = []
         self.last_id = b""
+        #: What each round did, and the CPU it cost (the warm-up round first).
         self.outcomes: list[Outcome] = []
+        self.spent: list[Spent] = []
 
     def _command(self, number: int) -> list[str]:
         url = self.server.url
@@ -333,9 +366,14 @@ class FleetRounds:
     def run(self, items: Sequence[Any]) -> None:
         """The timed part: wake the replicas and wait until every message is acknowledged."""
         client = self.server.client
+        pids = [replica.process.pid for replica in self.running]
+        replicas, server = sum(map(process_cpu, pids)), self.server.cpu_seconds()
         client.xgroup_setid(self.source, GROUP, "0")
         self.last_id = client.xadd(self.source, {b"data": self.lines[-1]})
         self._wait(self._consumed, "the stream to be consumed")
+        self.spent.append(
+            Spent(sum(map(process_cpu, pids)) - replicas, self.server.cpu_seconds() - server)
+        )
 
     def teardown(self) -> None:
         """Let the replicas go (they end as ``--drain`` does), keep what they did, clean up."""
@@ -383,12 +421,21 @@ class FleetRounds:
 
 def rate(case: Case) -> str:
     """A case's median messages per second and the range of its rounds."""
-    return f"{1e9 / case.median:>9,.0f}  ({1e9 / case.maximum:,.0f}-{1e9 / case.minimum:,.0f})"
+    low, high = 1e9 / case.maximum, 1e9 / case.minimum
+    return f"{1e9 / case.median:>8,.0f} ({low:,.0f}-{high:,.0f})"
 
 
 def share(ratios: Sequence[float]) -> str:
     """The median of per-round ratios as a percentage, with their range."""
-    return f"{statistics.median(ratios):.0%} (rounds {min(ratios):.0%}-{max(ratios):.0%})"
+    return f"{statistics.median(ratios):.0%} (rounds {min(ratios):.0%} to {max(ratios):.0%})"
+
+
+def per_message(spent: Sequence[Spent], messages: int) -> tuple[float, float]:
+    """The median CPU microseconds per message: the client side's, the server's."""
+    return (
+        statistics.median(s.client for s in spent) / messages * 1e6,
+        statistics.median(s.server for s in spent) / messages * 1e6,
+    )
 
 
 def installed(name: str) -> str:
@@ -403,7 +450,7 @@ def main() -> int:
     """Run the rounds and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000, help="messages per round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (the median is shown)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (the median is shown)")
     parser.add_argument("--batch", type=int, default=500, help="consume --batch-size (500)")
     parser.add_argument("--redis-server", default="redis-server", help="the server binary")
     args = parser.parse_args()
@@ -412,6 +459,7 @@ def main() -> int:
         raise SystemExit(f"{args.redis_server} not found")
 
     lines = feed_lines(args.messages)
+    count = len(lines)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         policies = work / "policies"
@@ -422,8 +470,8 @@ def main() -> int:
             redis_version = server.client.info("server")["redis_version"]
             print(
                 header(
-                    f"consume scaling, {len(lines):,} messages (examples/feed.jsonl cycled), "
-                    f"batch {args.batch}, {args.rounds} rounds (median msg/s, rounds' range)"
+                    f"consume scaling: {count:,} messages (examples/feed.jsonl cycled), batch "
+                    f"{args.batch}, {args.rounds} rounds"
                 )
             )
             print(
@@ -435,9 +483,7 @@ def main() -> int:
             )
             started_load = load()
             floors = {
-                hiredis: FloorRounds(server, lines, args.batch, hiredis).case(
-                    f"floor, {'hiredis' if hiredis else 'redis-py parser'}"
-                )
+                hiredis: FloorRounds(server, lines, args.batch, hiredis)
                 for hiredis in (True, False)
             }
             fleets = {
@@ -447,51 +493,69 @@ def main() -> int:
                 for store in (False, True)
                 for replicas in REPLICAS
             }
+            floor_cases = {
+                hiredis: rounds.case(f"floor {hiredis}") for hiredis, rounds in floors.items()
+            }
             cases = {key: fleet.case() for key, fleet in fleets.items()}
-            cpu = server.cpu_seconds()
-            measure([*floors.values(), *cases.values()], args.rounds)
-            server_cpu = server.cpu_seconds() - cpu
+            measure([*floor_cases.values(), *cases.values()], args.rounds)
         finally:
             server.stop()
 
-    print(f"\nthe floor: bare redis-py loop, XREADGROUP {args.batch} + pipelined XADD/XACK")
-    for hiredis, case in floors.items():
-        label = "with hiredis" if hiredis else "redis-py's parser"
-        print(f"  {label:<34}{rate(case)} msg/s")
+    timed = slice(1, None)  # every round but measure's warm-up round
     print(
-        f"\nconsume --drain, one group{'':<10}msg/s (rounds)          per replica   DLQ  rejected"
+        f"\nthe floor: a bare redis-py loop (XREADGROUP {args.batch}, json, a small decision, "
+        "XADD + XACK in one pipeline)"
+    )
+    print(f"{'':<28}{'msg/s (rounds)':>26}{'CPU us/msg: loop':>20}{'Redis':>7}")
+    for hiredis, case in floor_cases.items():
+        label = "with hiredis" if hiredis else "with redis-py's parser"
+        loop_cpu, redis_cpu = per_message(floors[hiredis].spent[timed], count)
+        print(f"  {label:<26}{rate(case):>26}{loop_cpu:>20.1f}{redis_cpu:>7.1f}")
+
+    print(f"\nconsume --drain, one consumer group, --batch-size {args.batch}")
+    print(
+        f"{'':<28}{'msg/s (rounds)':>26}{'per replica':>12}{'CPU us/msg: replicas':>22}"
+        f"{'Redis':>7}{'DLQ':>6}{'rejected':>10}"
     )
     for (replicas, store), fleet in fleets.items():
         case = cases[(replicas, store)]
-        dlq = statistics.median(o.dlq for o in fleet.outcomes)
-        rejected = statistics.median(o.rejected for o in fleet.outcomes)
+        replica_cpu, redis_cpu = per_message(fleet.spent[timed], count)
+        dlq = statistics.median(o.dlq for o in fleet.outcomes[timed])
+        rejected = statistics.median(o.rejected for o in fleet.outcomes[timed])
         label = f"{replicas} replica{'s' if replicas > 1 else ''}, store {'on' if store else 'off'}"
         print(
-            f"  {label:<34}{rate(case)}  {1e9 / case.median / replicas:>11,.0f}"
-            f"  {dlq:>4,.0f}  {rejected:>8,.0f}"
+            f"  {label:<26}{rate(case):>26}{1e9 / case.median / replicas:>12,.0f}"
+            f"{replica_cpu:>22.1f}{redis_cpu:>7.1f}{dlq:>6,.0f}{rejected:>10,.0f}"
         )
+
     one = cases[(1, False)]
-    print("\none replica against the floor (per-round ratios of throughput):")
-    for hiredis, floor in floors.items():
-        label = "with hiredis" if hiredis else "redis-py's parser"
+    one_cpu = per_message(fleets[(1, False)].spent[timed], count)[0]
+    print("\none replica against the floor: throughput (per-round ratios), CPU per message")
+    for hiredis, floor in floor_cases.items():
+        label = "with hiredis" if hiredis else "with redis-py's parser"
+        floor_cpu = per_message(floors[hiredis].spent[timed], count)[0]
         # Time per message: floor / consume is consume's throughput over the floor's.
-        print(f"  floor {label:<28}{share(paired_ratios(floor, one))}")
-    print("the shared store's cost (throughput lost with GUARDRAIL_STORE, per-round pairs):")
+        ratios = paired_ratios(floor, one)
+        print(f"  floor {label:<26}{share(ratios):<34}{floor_cpu / one_cpu:>6.0%}")
+    print("the shared store's cost: throughput lost (per-round pairs), CPU per message added")
     for replicas in REPLICAS:
-        ratios = [
-            1 - 1 / r for r in paired_ratios(cases[(replicas, True)], cases[(replicas, False)])
-        ]
-        print(f"  {replicas} replica{'s' if replicas > 1 else ' '}{'':<24}{share(ratios)}")
-    single = statistics.median(o.dlq for o in fleets[(1, False)].outcomes)
-    print(f"DLQ against one replica ({single:,.0f}), and one batch per replica ({args.batch}):")
+        on, off = fleets[(replicas, True)], fleets[(replicas, False)]
+        lost = [1 - 1 / r for r in paired_ratios(cases[(replicas, True)], cases[(replicas, False)])]
+        cpu_on, cpu_off = per_message(on.spent[timed], count), per_message(off.spent[timed], count)
+        label = f"{replicas} replica{'s' if replicas > 1 else ''}"
+        print(
+            f"  {label:<32}{share(lost):<34}{cpu_on[0] / cpu_off[0] - 1:>+6.1%} replicas, "
+            f"{cpu_on[1] / cpu_off[1] - 1:+.1%} Redis"
+        )
+    single = statistics.median(o.dlq for o in fleets[(1, False)].outcomes[timed])
+    print(f"DLQ against one replica's ({single:,.0f}); the target: within one batch per replica")
     for replicas in REPLICAS[1:]:
         for store in (False, True):
-            dlq = statistics.median(o.dlq for o in fleets[(replicas, store)].outcomes)
+            dlq = statistics.median(o.dlq for o in fleets[(replicas, store)].outcomes[timed])
             print(
-                f"  {replicas} replicas, store {'on ' if store else 'off'}{'':<18}"
-                f"{dlq - single:+,.0f}  (bound {replicas * args.batch:,})"
+                f"  {replicas} replicas, store {'on ' if store else 'off'}{'':<16}"
+                f"{dlq - single:>+6,.0f}   (one batch per replica: {replicas * args.batch:,})"
             )
-    print(f"Redis server CPU over the run: {server_cpu:.1f} s")
     print(f"machine: {started_load} at the start, {load()} at the end")
     return 0
 

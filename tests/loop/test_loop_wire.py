@@ -244,3 +244,25 @@ def test_read_envelope_works_without_orjson():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "Envelope(schema='s', payload=[1.0, 2], track=None, key=None)"
+
+
+def test_a_sink_with_maxlen_trims_its_stream_as_xadd_would(redis_client, streams):
+    """?maxlen=N sends XADD stream MAXLEN ~ N * (what redis-py's xadd sends with
+    approximate=True): a thousand records leave the stream trimmed near N, never under it."""
+    from policy_engine.loop.records import Message, Position, Redriven
+    from policy_engine.loop.transports.redis_streams import RedisStreamSink, parse_redis_url
+
+    name = streams("trimmed")
+    sink = RedisStreamSink(parse_redis_url(f"redis://127.0.0.1:6379/0?stream={name}&maxlen=10"))
+    try:
+        assert sink.xadd_head == ("XADD", name, "MAXLEN", "~", "10", "*")
+        records = [
+            Redriven(Message(b"{}", Position("memory", "m", str(i)), {b"data": b"%d" % i}))
+            for i in range(1000)
+        ]
+        sink.write(records)
+    finally:
+        sink.close()
+    length = redis_client.xlen(name)
+    assert 10 <= length < 1000
+    assert redis_client.xrevrange(name, count=1)[0][1] == {b"data": b"999"}

@@ -139,7 +139,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=5,
         metavar="N",
         help="tries of a failing write or acknowledgement before giving up with the batch "
-        "unacknowledged, exit 1 (5)",
+        "unacknowledged, exit 1 (5); a Redis source without --drain is read and acknowledged "
+        "until it answers again",
     )
     consume.add_argument(
         "--stop-timeout",
