@@ -228,6 +228,8 @@ MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     # durations and rates of a run
     (re.compile(r"\b\d[\d ,.]*\s?(?:msg/s|/s)\b"), "<rate>"),
     (re.compile(r"\bin \d+(?:\.\d+)?\s?(?:s|ms)\b"), "in <duration>"),
+    # a consume summary's duration, written just before its rate
+    (re.compile(r"\b\d+(?:\.\d+)? s(?=, <rate>)"), "<duration>"),
 )
 
 

@@ -9,7 +9,6 @@ import io
 import pkgutil
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -39,27 +38,6 @@ USER_FILES = sorted(
     for path in REPO.glob(pattern)
     if path.is_file()
 )
-
-#: Files and modules that the work on the consume loop is still rewriting; each still cites the
-#: design document and must stop (the test then fails until the entry goes).
-PENDING = {
-    "docs/consume.md",
-    "policy_engine.loop",
-    "policy_engine.loop.core",
-    "policy_engine.loop.endpoints",
-    "policy_engine.loop.records",
-    "policy_engine.loop.transports.jsonl",
-    "policy_engine.loop.transports.redis_streams",
-    "policy_engine.loop.transports.wire",
-}
-
-
-def _pending(name: str) -> Any:
-    marks = (
-        [pytest.mark.xfail(reason="rewritten elsewhere", strict=True)] if name in PENDING else []
-    )
-    return pytest.param(name, id=name, marks=marks)
-
 
 PACKAGE = REPO / "engine" / "policy_engine"
 
@@ -96,7 +74,7 @@ def _docstrings(module: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("path", [_pending(path) for path in USER_FILES])
+@pytest.mark.parametrize("path", USER_FILES)
 def test_pages_and_files_cite_no_spec(path: str) -> None:
     """The README, docs, the policy JSON Schema, examples and deploy files never cite SPEC."""
     text = (REPO / path).read_text(encoding="utf-8", errors="replace")
@@ -120,7 +98,7 @@ def test_help_of_every_command_cites_no_spec() -> None:
         assert not SPEC.search(out.getvalue()), command
 
 
-@pytest.mark.parametrize("module", [_pending(name) for name in _public_modules()])
+@pytest.mark.parametrize("module", _public_modules())
 def test_docstrings_cite_no_spec(module: str) -> None:
     """No docstring of a public module, class, function or method cites SPEC."""
     found = _docstrings(module)

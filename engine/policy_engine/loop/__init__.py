@@ -1,4 +1,4 @@
-"""The enforcement loop (SPEC §10): read messages, evaluate, pass on, dead-letter, acknowledge.
+"""The enforcement loop: read messages, evaluate, pass on, dead-letter, acknowledge.
 
 - ``ConsumeLoop`` / ``AsyncConsumeLoop``: the loop over a ``Source`` and ``Sink``s, sync or
   asyncio, both driving the one sans-I/O step ``decide_batch`` (a batch's ``BatchResult``);

@@ -1,4 +1,4 @@
-"""The consume loop: read a batch, evaluate, pass on, dead-letter, acknowledge (SPEC §10).
+"""The consume loop: read a batch, evaluate, pass on, dead-letter, acknowledge.
 
 The decisions are made by one sans-I/O step, ``decide_batch``: a generator that takes a batch of
 messages, yields each envelope to be evaluated, receives its ``Decision`` (or the exception the

@@ -1,4 +1,4 @@
-"""SOURCE and SINK as the CLI writes them (SPEC §6): a file path, ``-``, or a URL, and the one
+"""SOURCE and SINK as the CLI writes them: a file path, ``-``, or a URL, and the one
 table that says which transport opens which.
 
 ``TRANSPORTS`` maps a URL scheme to the transport that handles it; a plain path or ``-`` (no

@@ -2,7 +2,7 @@
 
 A ``Message`` keeps the bytes it was read as, unchanged, and where it was read from. The loop
 turns each one into either a ``Passed`` record (the message with its ``Decision`` added, for the
-output) or a ``DeadLetter`` (the original bytes plus the context of SPEC §10, for the DLQ);
+output) or a ``DeadLetter`` (the original bytes plus why it was dead-lettered, for the DLQ);
 ``redrive`` sends a dead letter back as a ``Redriven`` record (its original bytes only). Records
 are plain data: each transport encodes them its own way when it writes them (a JSONL line in
 ``transports.jsonl``, Redis entry fields in ``transports.redis_streams``), so a message read
@@ -13,7 +13,7 @@ entry's fields and adds the context as a ``dlq`` field)::
 
     {"reason": "rejected", "schema": "telemetry.FeedbackEvent", "track": "v2", "mode": "strict",
      "action": "rejected", "rule": {"file": "policies/telemetry.yaml", "line": 12},
-     "policy_checksum": "71c37032108b9709", "bucket": 1234, "canary": 25.0,
+     "policy_checksum": "b41baf136cb1ce65", "bucket": 1234, "canary": 25.0,
      "key_source": "payload",
      "violations": [{"path": "/rating", "keyword": "maximum", "message": "..."}],
      "source": {"kind": "redis", "stream": "events", "id": "1700000000000-0"},
@@ -54,7 +54,8 @@ EVALUATION_ERROR = "evaluation_error"
 HANDLER_ERROR = "handler_error"
 REASONS = (REJECTED, BAD_ENVELOPE, EVALUATION_ERROR, HANDLER_ERROR)
 
-#: The field of a broker entry (``Message.fields``) that holds the envelope (SPEC §6).
+#: The field of a broker entry (``Message.fields``) that holds the envelope
+#: (docs/consume.md, "Sources and sinks").
 DATA_FIELD = b"data"
 #: What a masked value is replaced with in violation messages.
 MASK = "<masked>"
@@ -101,7 +102,7 @@ class Message:
 
 @dataclass(slots=True)
 class Passed:
-    """A message passed on: the envelope unchanged, with its Decision added (SPEC §6)."""
+    """A message passed on: the envelope unchanged, with its Decision added."""
 
     message: Message
     decision: Decision
@@ -109,7 +110,8 @@ class Passed:
 
 @dataclass(slots=True)
 class DeadLetter:
-    """A message for the dead-letter queue: the original bytes and why (SPEC §10).
+    """A message for the dead-letter queue: the original bytes and why (docs/consume.md, "The
+    dead-letter record").
 
     ``context`` is the JSON-ready record without the original (see the module docstring);
     ``schema`` is the schema name for metrics (``None`` when the envelope had none).

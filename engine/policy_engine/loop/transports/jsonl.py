@@ -1,4 +1,4 @@
-"""JSONL files, stdin and stdout as a ``Source`` and ``Sink`` (the embedded default, SPEC §10).
+"""JSONL files, stdin and stdout as a ``Source`` and ``Sink`` (the embedded default).
 
 A file source reads envelopes line by line and ends at the end of the file, unless it follows
 the file (``follow=True``: ``consume --follow``), when it waits for more lines, and reopens the
@@ -418,7 +418,7 @@ def encode_line(record: Record) -> bytes:
     """``record`` as one JSONL line (with its newline).
 
     - ``Passed``: the envelope, its bytes unchanged, with a ``"decision"`` object spliced in
-      before the closing brace (SPEC §6);
+      before the closing brace;
     - ``DeadLetter``: the context plus the original bytes (``original``, or ``original_base64``
       for bytes that are not UTF-8) and a broker entry's other fields (``fields``);
     - ``Redriven``: the original envelope line as it was read.

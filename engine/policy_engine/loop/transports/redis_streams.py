@@ -1,4 +1,4 @@
-"""Redis Streams with consumer groups as a ``Source`` and a ``Sink`` (SPEC §6, §10).
+"""Redis Streams with consumer groups as a ``Source`` and a ``Sink``.
 
 Reading (one consumer of a group)::
 
@@ -66,7 +66,7 @@ DEFAULT_CLAIM_IDLE = 60.0
 #: The longest wait between two claim sweeps.
 MAX_CLAIM_INTERVAL = 30.0
 _OWN = ("group", "stream", "consumer", "claim_idle_ms", "maxlen", "block_ms")
-#: The field an output entry gets with the Decision (SPEC §6), and a DLQ entry with the context.
+#: The field an output entry gets with the Decision, and a DLQ entry with the context.
 DECISION_FIELD = b"decision"
 DLQ_FIELD = b"dlq"
 #: The suffix of the DLQ stream next to a source stream when no ``--dlq`` is given.

@@ -22,7 +22,7 @@ def compact_json(value: Any) -> bytes:
 
 
 def decision_json(decision: Decision) -> bytes:
-    """The Decision's JSON form (SPEC §6), compact: ``Decision.to_json``, which writes the bytes
+    """The Decision's JSON form, compact: ``Decision.to_json``, which writes the bytes
     ``compact_json(decision.to_dict())`` would, encoded once per outcome rather than per
     message."""
     return decision.to_json()
