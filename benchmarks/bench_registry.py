@@ -11,9 +11,10 @@ prints three sets of figures, with no pass/fail:
    fresh engine (the rounds interleaved), and the same subjects once warm;
 3. a ``--outage``-second outage (the registry hangs past ``REGISTRY_TIMEOUT``, then refuses
    connections) while payloads of ``--outage-subjects`` warm subjects keep arriving and their
-   cache TTL (``--ttl``) runs out: the payloads that waited for the registry (at most one per
-   subject per backoff period, each for at most ``REGISTRY_TIMEOUT``) and the latency of all the
-   others (cache speed), then how fast the engine recovers.
+   cache TTL (``--ttl``) runs out: how many payloads took over 5 ms (none should: an expired
+   schema is served stale while the registry is asked again in the background, so one that does
+   was held up by something else, a collection or the machine's other work), the latency of all
+   the others (cache speed), then how fast the engine recovers.
 """
 
 from __future__ import annotations
@@ -265,12 +266,12 @@ def bench_outage(
             recovered = seconds_until(answered, timeout=120)
 
         ordered = sorted(recorded)
-        waited = [v for v in ordered if v > 5_000_000]  # more than 5 ms: a registry round trip
+        waited = [v for v in ordered if v > 5_000_000]  # slower than a registry round trip
         rest = ordered[: len(ordered) - len(waited)]
         total = len(ordered)
         print(f"   registry {kind}: {total:,} payloads, all validated with the cached schemas")
         print(
-            f"     waited for the registry: {len(waited)} payload(s)"
+            f"     took over 5 ms: {len(waited)} payload(s)"
             + (
                 f", {min(waited) / 1e6:.1f}-{max(waited) / 1e6:.1f} ms "
                 f"(REGISTRY_TIMEOUT {timeout * 1000:.0f} ms)"

@@ -27,6 +27,7 @@ NOT_RUN = {
     ("docs/cli.md", "needs two replicas serving /status"): 1,
     ("docs/cli.md", "writes into the shell's configuration"): 1,
     ("docs/deploy.md", "needs Docker"): 1,
+    ("docs/scaling.md", "starts Redis servers and consume processes, about ten minutes"): 1,
     ("docs/deploy.md", "needs a Kubernetes cluster"): 2,
     (
         "docs/validation.md",
