@@ -37,7 +37,7 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 
-from common import ROOT, Case, header, load, measure, paired_ratios
+from common import ROOT, Case, header, load, measure, paired_ratios, rounds_case
 from policy_engine import Mode, PolicyEngine, Settings
 from policy_engine.loop import (
     ConsumeLoop,
@@ -130,14 +130,7 @@ class RedisRound:
 
     def case(self, name: str) -> Case:
         """The rounds as a ``common.Case``: nanoseconds per message."""
-        return Case(
-            name,
-            self.run,
-            self.lines,
-            fixed_calls=len(self.lines),
-            setup=self.setup,
-            teardown=self.teardown,
-        )
+        return rounds_case(name, self, self.lines)
 
 
 class JsonlRound:
@@ -176,14 +169,7 @@ class JsonlRound:
 
     def case(self, name: str) -> Case:
         """The rounds as a ``common.Case``: nanoseconds per message."""
-        return Case(
-            name,
-            self.run,
-            range(self.count),
-            fixed_calls=self.count,
-            setup=self.setup,
-            teardown=self.teardown,
-        )
+        return rounds_case(name, self, range(self.count))
 
 
 def main() -> int:

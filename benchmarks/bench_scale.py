@@ -56,7 +56,7 @@ import redis
 from redis._parsers import _HiredisParser, _RESP3Parser
 from redis.utils import HIREDIS_AVAILABLE
 
-from common import ROOT, Case, header, load, measure, paired_ratios
+from common import ROOT, Case, header, load, measure, paired_ratios, rounds_case
 
 GROUP = "bench"
 REPLICAS = (1, 2, 3)
@@ -234,14 +234,7 @@ class FloorRounds:
 
     def case(self, name: str) -> Case:
         """The rounds as a ``common.Case``: nanoseconds per message."""
-        return Case(
-            name,
-            self.run,
-            self.lines,
-            fixed_calls=len(self.lines),
-            setup=self.setup,
-            teardown=self.teardown,
-        )
+        return rounds_case(name, self, self.lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,14 +396,8 @@ class FleetRounds:
 
     def case(self) -> Case:
         """The rounds as a ``common.Case``: nanoseconds per message."""
-        name = f"{self.replicas} replica(s), store {'on' if self.store else 'off'}"
-        return Case(
-            name,
-            self.run,
-            self.lines,
-            fixed_calls=len(self.lines),
-            setup=self.setup,
-            teardown=self.teardown,
+        return rounds_case(
+            f"{self.replicas} replica(s), store {'on' if self.store else 'off'}", self, self.lines
         )
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from itertools import cycle, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "marketdata.TradeEvent"
@@ -106,6 +106,32 @@ class Case:
             "max_ns": round(self.maximum, 1),
             "samples_ns": [round(s, 1) for s in self.samples_ns],
         }
+
+
+class Rounds(Protocol):
+    """A measurement made of whole rounds that each move a fixed number of items (messages
+    through a consume loop, say): prepared and checked outside the timing, run inside it."""
+
+    def setup(self) -> None:
+        """Prepare one round (fill a stream, open files)."""
+
+    def run(self, items: Sequence[Any]) -> None:
+        """The timed part: one round, ``len(items)`` items."""
+
+    def teardown(self) -> None:
+        """Check the round's outcome and clean up."""
+
+
+def rounds_case(name: str, rounds: Rounds, items: Sequence[Any]) -> Case:
+    """``rounds`` as a ``Case`` whose every round moves ``items``: nanoseconds per item."""
+    return Case(
+        name,
+        rounds.run,
+        items,
+        fixed_calls=len(items),
+        setup=rounds.setup,
+        teardown=rounds.teardown,
+    )
 
 
 def repeat(func: Callable[..., object], *args: Any) -> Callable[[Sequence[Any]], None]:
