@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -81,6 +81,39 @@ if not trip and evaluated >= tonumber(ARGV[3]) and rejected > tonumber(ARGV[4]) 
 end
 return {evaluated, rejected, trip or false}
 """
+
+
+def store_keys(prefix: str, identity: str) -> tuple[str, str]:
+    """The ``counts`` and ``trip`` keys of the rule whose identity is ``identity``: the one
+    place the store's key layout is written down."""
+    base = f"{prefix}{identity}"
+    return f"{base}:counts", f"{base}:trip"
+
+
+def read_trips(url: str, identities: Sequence[str], timeout: float) -> dict[str, float]:
+    """``identity -> until`` (epoch seconds) for each rule of ``identities`` tripped in the store
+    at ``url``: what the fleet shares, read by ``status`` from outside any replica.
+
+    One ``MGET``; raises ``redis.RedisError`` when the store cannot be read, or
+    ``ConfigError`` for a URL that is not a store's.
+    """
+    redis_url, prefix = parse_store_url(url)
+    if not identities:
+        return {}
+    import redis as redis_module  # redis-py: only when a store is named
+
+    client = redis_module.Redis.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    try:
+        values = client.mget([store_keys(prefix, identity)[1] for identity in identities])
+    finally:
+        client.close()
+    return {
+        identity: float(value)
+        for identity, value in zip(identities, values, strict=True)
+        if value is not None
+    }
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
@@ -216,8 +249,7 @@ class RedisGuardrailStore:
             ]
             for bucket, (evaluated, rejected) in sorted(item.counts.items()):
                 args += [bucket, evaluated, rejected]
-            base = f"{self.prefix}{item.identity}"
-            self._script(keys=[f"{base}:counts", f"{base}:trip"], args=args, client=pipe)
+            self._script(keys=list(store_keys(self.prefix, item.identity)), args=args, client=pipe)
         return list(pipe.execute())
 
     def _went_down(self, exc: BaseException) -> None:

@@ -302,28 +302,17 @@ def read_store_trips(
     """``(schema, track) -> until`` for each guarded rule tripped in the shared store at ``url``.
 
     The store keeps a trip under the rule's identity (``core.guardrail.rule_identity``, the
-    same in every process loading the same policy) until its cooldown ends; one ``MGET``
-    reads them all. Raises ``redis.RedisError`` (or ``ConfigError`` for a bad URL).
+    same in every process loading the same policy) until its cooldown ends. Raises
+    ``redis.RedisError`` (or ``ConfigError`` for a bad URL).
     """
-    import redis
-
     from policy_engine.core.guardrail import rule_identity
-    from policy_engine.guardrail_store import parse_store_url
+    from policy_engine.guardrail_store import read_trips
 
-    redis_url, prefix = parse_store_url(url)
-    guarded = [(pair, rule) for pair, rule in rules.items() if rule.guardrail is not None]
-    if not guarded:
-        return {}
-    client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        values = client.mget([f"{prefix}{rule_identity(rule)}:trip" for _, rule in guarded])
-    finally:
-        client.close()
-    trips: dict[tuple[str, str], float] = {}
-    for (pair, _), value in zip(guarded, values, strict=True):
-        if value is not None:
-            trips[pair] = float(value)
-    return trips
+    by_identity = {
+        rule_identity(rule): pair for pair, rule in rules.items() if rule.guardrail is not None
+    }
+    trips = read_trips(url, list(by_identity), timeout)
+    return {by_identity[identity]: until for identity, until in trips.items()}
 
 
 # ---------------------------------------------------------------- one reading
