@@ -56,16 +56,15 @@ _HOST_NAME = re.compile(
 
 
 def metrics_addr_problem(addr: str) -> str | None:
-    """Why the metrics port cannot bind to ``addr``, or ``None`` when it can try: an IPv4
-    address (``0.0.0.0``: every interface) or a host name; the server speaks IPv4 only."""
+    """Why the metrics port cannot bind to ``addr``, or ``None`` when it can try: an IP address
+    (``0.0.0.0``: every IPv4 interface; ``::``: every interface, IPv4 too where the system maps
+    it) or a host name (bound to the first address it resolves to)."""
     try:
-        ip = ipaddress.ip_address(addr)
+        ipaddress.ip_address(addr)
     except ValueError:
         if _HOST_NAME.fullmatch(addr) and not addr.replace(".", "").isdigit():
             return None
-        return "is neither an IPv4 address nor a host name"
-    if ip.version != 4:
-        return "is an IPv6 address; the metrics port listens on IPv4 (use 0.0.0.0 or 127.0.0.1)"
+        return "is neither an IP address nor a host name"
     return None
 
 
@@ -121,8 +120,8 @@ class Settings:
     enforcement: Mode = Mode.WARN
     metrics_port: int | None = None
     #: The address the metrics port (``/metrics``, ``/healthz``, ``/readyz``, ``/status``) binds
-    #: to: ``METRICS_ADDR``, every interface by default as Prometheus exporters do;
-    #: ``127.0.0.1`` keeps it to the host (or the pod).
+    #: to: ``METRICS_ADDR``, every IPv4 interface by default as Prometheus exporters do (``::``
+    #: for IPv6); ``127.0.0.1`` keeps it to the host (or the pod).
     metrics_addr: str = "0.0.0.0"
     validator_backend: Backend = "rust"
     #: Put violation messages (which quote payload values) in failure logs: ``POLICY_LOG_VALUES``.

@@ -342,14 +342,17 @@ def test_a_bad_guardrail_store_url_is_a_usage_error(tmp_path, policy_dir, schema
         ("127.0.0.1", True),
         ("localhost", True),
         ("metrics.pod-1.svc.cluster.local", True),
-        ("::1", False),  # the metrics server listens on IPv4
+        ("::1", True),  # served on IPv6
+        ("::", True),
+        ("fe80::zz", False),
         ("999.1.1.1", False),
         ("1.2.3", False),
         ("two words", False),
     ],
 )
-def test_metrics_addr_accepts_ipv4_addresses_and_host_names(value, accepted):
-    """METRICS_ADDR takes an IPv4 address or a host name; anything else is a ConfigError."""
+def test_metrics_addr_accepts_ip_addresses_and_host_names(value, accepted):
+    """METRICS_ADDR takes an IPv4 or IPv6 address or a host name; anything else is a
+    ConfigError."""
     from policy_engine.errors import ConfigError
     from policy_engine.settings import Settings
 

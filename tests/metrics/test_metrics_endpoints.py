@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,9 +13,9 @@ import pytest
 from policy_engine.metrics import Health, serve_metrics
 
 
-def get(server, path: str) -> tuple[int, str]:
-    """Status code and body of ``GET path`` on the server."""
-    url = f"http://127.0.0.1:{server.server_port}{path}"
+def get(server, path: str, host: str = "127.0.0.1") -> tuple[int, str]:
+    """Status code and body of ``GET path`` on the server (``host``: an IPv6 one in brackets)."""
+    url = f"http://{host}:{server.server_port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=30) as reply:
             return reply.status, reply.read().decode()
@@ -92,5 +93,38 @@ def test_without_health_only_metrics_and_trivial_probes(make_engine, registry):
         assert get(server, "/healthz")[0] == 200
         assert get(server, "/readyz")[0] == 200
         assert get(server, "/status")[0] == 404
+    finally:
+        server.shutdown()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback to bind to")
+def test_an_ipv6_address_is_served_on_ipv6(registry):
+    """METRICS_ADDR=::1 listens on IPv6 loopback (an IPv6 cluster's pods have no IPv4 to probe);
+    the IPv4 loopback is not served by it."""
+    server, _ = serve_metrics(0, addr="::1", registry=registry)
+    try:
+        assert server.socket.family == socket.AF_INET6
+        assert get(server, "/healthz", host="[::1]") == (200, "ok\n")
+        assert get(server, "/metrics", host="[::1]")[0] == 200
+        with pytest.raises(urllib.error.URLError):
+            get(server, "/healthz")  # 127.0.0.1: nothing listens there on this port
+    finally:
+        server.shutdown()
+
+
+def test_an_ipv4_address_is_served_on_ipv4(registry):
+    """The default family stays IPv4 for an IPv4 address."""
+    server, _ = serve_metrics(0, addr="127.0.0.1", registry=registry)
+    try:
+        assert server.socket.family == socket.AF_INET
     finally:
         server.shutdown()

@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--drain. SIGHUP reloads "
         "the policies; with POLICY_WATCH=true (the default) they also reload when their "
         "directories change. With --metrics-port (or METRICS_PORT) it serves /metrics, /healthz, "
-        "/readyz and /status on METRICS_ADDR (default all interfaces). Prints a summary at the "
-        "end. " + _endpoints_help(),
+        "/readyz and /status on METRICS_ADDR (default every IPv4 interface). Prints a summary "
+        "at the end. " + _endpoints_help(),
     )
     consume.add_argument("source", metavar="SOURCE", help="where messages come from")
     consume.add_argument(

@@ -16,6 +16,7 @@ an embedding application may too.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -135,6 +136,23 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    """The same, listening on IPv6 (``::`` also takes IPv4 where the system maps it)."""
+
+    address_family = socket.AF_INET6
+
+
+def _server_class(addr: str, port: int) -> type[_ThreadingWSGIServer]:
+    """The server class for the family ``addr`` resolves to first (an IPv6 address, or a name
+    whose first address is IPv6, needs an IPv6 socket); IPv4 when it does not resolve, so that
+    the bind reports the problem."""
+    try:
+        first = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (OSError, IndexError):
+        return _ThreadingWSGIServer
+    return _ThreadingWSGIServer6 if first[0] == socket.AF_INET6 else _ThreadingWSGIServer
+
+
 class _QuietHandler(WSGIRequestHandler):
     """No access log on stderr: probes come every few seconds."""
 
@@ -197,7 +215,7 @@ def serve_metrics(
         addr,
         port,
         endpoints_app(registry, health),
-        server_class=_ThreadingWSGIServer,
+        server_class=_server_class(addr, port),
         handler_class=_QuietHandler,
     )
     thread = threading.Thread(
