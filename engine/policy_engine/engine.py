@@ -340,6 +340,10 @@ class PolicyEngine:
                     raise
                 error.__cause__ = exc  # by hand too: compiled by mypyc, "from" sets no cause
                 raise error from exc
+            # The new set serves before the error clears: whoever reads status() without the
+            # lock sees "healthy" only once the fixed set is the one in force.
+            if state is not None:
+                self._state = state  # one attribute write: the atomic swap
             self._last_error = None
             self._last_success_at = time.time()
             if previous is not None:
@@ -353,7 +357,6 @@ class PolicyEngine:
                 return False
             for warning in policy_set.warnings:
                 log.warning("policy: %s", warning)
-            self._state = state  # one attribute write: the atomic swap
             log.info(
                 "policy set %s loaded from %d file(s)",
                 policy_set.checksum,

@@ -45,6 +45,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     return condition()
 
 
+def put(path: Path, text: str) -> None:
+    """Write ``path`` whole in one step (a file beside the directory, renamed over it), as an
+    editor or a ConfigMap swap does: a watcher must never catch it truncated and half-written,
+    which would be another error than the one a test is about."""
+    staged = path.parent.parent / f".{path.name}.staged"
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
 @pytest.fixture
 def registry_dir(tmp_path: Path) -> Path:
     """An embedded registry with x.Y v1."""
@@ -111,16 +120,16 @@ def test_a_watched_reload_of_a_broken_file_is_visible_and_clears(
     good = engine.checksum
     caplog.set_level(logging.INFO, logger="policy_engine.reload")
     assert engine.start_watching()
-    (policies / "p.yaml").write_text(text)
+    put(policies / "p.yaml", text)
     assert wait_for(lambda: not engine.status().healthy)
     assert_failure_visible(engine, metrics, f"{policies / 'p.yaml'}:{place}", good)
-    (policies / "note.txt").write_text("another change, the same broken p.yaml")
+    put(policies / "note.txt", "another change, the same broken p.yaml")
     assert wait_for(lambda: errors_counted(metrics) >= 2)
     (failed,) = messages(caplog, "policy reload failed")
     assert failed.levelno == logging.ERROR
     assert f"{policies / 'p.yaml'}:{place}" in failed.getMessage()
 
-    (policies / "p.yaml").write_text(FIXED)
+    put(policies / "p.yaml", FIXED)
     assert wait_for(lambda: engine.status().healthy)
     assert engine.resolve_mode("x.Y", key="k", track="v1") is Mode.STRICT
     (cleared,) = messages(caplog, "policy reload error cleared")
@@ -160,6 +169,32 @@ def test_a_sighup_reload_of_a_broken_file_is_visible_the_same_way(
         restore()
     assert engine.status().healthy
     assert len(messages(caplog, "policy reload error cleared")) == 1
+
+
+def test_healthy_again_only_once_the_fixed_set_serves(engine: PolicyEngine, policies: Path):
+    """status() never says healthy while the set that failed to replace is still in force: at
+    the moment the error clears (its log line), the fixed set already serves. Readers such as
+    /status and a probe take status() without the reload's lock."""
+    (policies / "p.yaml").write_text(BROKEN[0][1])
+    with pytest.raises(PolicyLoadError):
+        engine.reload()
+    seen: list[tuple[bool, Mode]] = []
+
+    class Observe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "error cleared" in record.getMessage():
+                mode = engine.resolve_mode("x.Y", key="k", track="v1")
+                seen.append((engine.status().healthy, mode))
+
+    observer = Observe()
+    reload_logger = logging.getLogger("policy_engine.reload")
+    reload_logger.addHandler(observer)
+    try:
+        (policies / "p.yaml").write_text(FIXED)
+        assert engine.reload() is True
+    finally:
+        reload_logger.removeHandler(observer)
+    assert seen == [(True, Mode.STRICT)]
 
 
 def test_an_unexpected_loader_exception_is_a_visible_failed_reload(
