@@ -132,6 +132,8 @@ def test_a_watched_reload_of_a_broken_file_is_visible_and_clears(
     put(policies / "p.yaml", FIXED)
     assert wait_for(lambda: engine.status().healthy)
     assert engine.resolve_mode("x.Y", key="k", track="v1") is Mode.STRICT
+    # The line follows the clearing (the reload thread may not have logged it yet).
+    assert wait_for(lambda: messages(caplog, "policy reload error cleared"))
     (cleared,) = messages(caplog, "policy reload error cleared")
     assert cleared.levelno == logging.WARNING
 
