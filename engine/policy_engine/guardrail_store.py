@@ -83,6 +83,15 @@ return {evaluated, rejected, trip or false}
 """
 
 
+def _connect(redis_url: str, timeout: float) -> redis.Redis:
+    """A client of the store that gives up on connecting and on each reply after ``timeout``."""
+    import redis as redis_module  # redis-py: only for a fleet that shares guardrails
+
+    return redis_module.Redis.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
 def store_keys(prefix: str, identity: str) -> tuple[str, str]:
     """The ``counts`` and ``trip`` keys of the rule whose identity is ``identity``: the one
     place the store's key layout is written down."""
@@ -100,11 +109,7 @@ def read_trips(url: str, identities: Sequence[str], timeout: float) -> dict[str,
     redis_url, prefix = parse_store_url(url)
     if not identities:
         return {}
-    import redis as redis_module  # redis-py: only when a store is named
-
-    client = redis_module.Redis.from_url(
-        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    client = _connect(redis_url, timeout)
     try:
         values = client.mget([store_keys(prefix, identity)[1] for identity in identities])
     finally:
@@ -160,11 +165,7 @@ class RedisGuardrailStore:
         self._interval = interval
         self._listener = listener
         if client is None:
-            import redis as redis_module  # redis-py: only for a fleet that shares guardrails
-
-            client = redis_module.Redis.from_url(
-                redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            client = _connect(redis_url, timeout)
         self._client = client
         self._script: Any = client.register_script(MERGE_SCRIPT)
         self._wake = threading.Event()
